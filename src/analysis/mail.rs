@@ -1,0 +1,200 @@
+//! A parsed inbound message with the accessors every detector needs.
+//!
+//! mail-parser does the MIME work (transfer decoding, charsets, RFC 2047 words, nested
+//! `message/rfc822`); this wrapper adds what bounce detection keeps asking for: header values
+//! as plain unfolded text, the sender's bare address, the human-readable body as one string,
+//! and the parts of a top-level `multipart/report`.
+
+use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
+
+/// One inbound message, parsed once and shared by every detector.
+pub struct Mail<'a> {
+    pub msg: Message<'a>,
+    /// Human-readable text of the message (text/plain parts, else HTML stripped of tags),
+    /// with CRLF normalised to LF. Computed once: most detectors scan it.
+    pub text: String,
+}
+
+impl<'a> Mail<'a> {
+    /// Parses raw RFC 5322 bytes (LF or CRLF). Fails only on bytes that are not a message.
+    pub fn parse(raw: &'a [u8]) -> Result<Mail<'a>, String> {
+        if raw.iter().all(|b| b.is_ascii_whitespace()) {
+            return Err("empty message".into());
+        }
+        let msg = MessageParser::default()
+            .parse(raw)
+            .ok_or_else(|| "not an RFC 5322 message".to_string())?;
+        if msg.headers().is_empty() || !looks_like_header_block(raw) {
+            return Err("no header fields found".into());
+        }
+        let text = body_text(&msg);
+        Ok(Mail { msg, text })
+    }
+
+    /// A header's raw value, unfolded and trimmed (first occurrence).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.msg.header_raw(name).map(unfold)
+    }
+
+    /// Every occurrence of a header, raw, unfolded and trimmed.
+    pub fn headers(&self, name: &str) -> Vec<String> {
+        self.msg
+            .headers_raw()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| unfold(v))
+            .collect()
+    }
+
+    /// The bare, lowercased address of the From header.
+    pub fn from_address(&self) -> Option<String> {
+        self.msg
+            .from()
+            .and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .map(|a| a.trim().to_ascii_lowercase())
+    }
+
+    /// The display name of the From header, if any.
+    pub fn from_name(&self) -> Option<String> {
+        self.msg
+            .from()
+            .and_then(|a| a.first())
+            .and_then(|a| a.name())
+            .map(str::to_string)
+    }
+
+    pub fn subject(&self) -> &str {
+        self.msg.subject().unwrap_or("")
+    }
+
+    /// The top-level content type as `type/subtype`, lowercased.
+    pub fn content_type(&self) -> String {
+        part_type(self.msg.root_part())
+    }
+
+    /// The `report-type` of a top-level `multipart/report`, lowercased.
+    pub fn report_type(&self) -> Option<String> {
+        let ct = self.msg.root_part().content_type()?;
+        if !ct.ctype().eq_ignore_ascii_case("multipart")
+            || !ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report"))
+        {
+            return None;
+        }
+        Some(ct.attribute("report-type").unwrap_or("").to_ascii_lowercase())
+    }
+
+    /// Every MIME part of the top-level message (not of nested messages) whose type is
+    /// `type/subtype` (lowercase), in order.
+    pub fn parts_of_type<'s>(&'s self, ty: &'s str) -> impl Iterator<Item = &'s MessagePart<'a>> + 's {
+        self.msg.parts.iter().filter(move |p| part_type(p) == ty)
+    }
+
+    /// The decoded body of a part as text (lossy UTF-8), CRLF normalised to LF.
+    pub fn part_text(part: &MessagePart<'_>) -> String {
+        let s = match &part.body {
+            PartType::Text(t) | PartType::Html(t) => t.to_string(),
+            PartType::Binary(b) | PartType::InlineBinary(b) => String::from_utf8_lossy(b).into_owned(),
+            PartType::Message(m) => String::from_utf8_lossy(m.raw_message()).into_owned(),
+            PartType::Multipart(_) => String::new(),
+        };
+        s.replace("\r\n", "\n")
+    }
+}
+
+/// `type/subtype` of a part, lowercased; parts without a Content-Type are text/plain.
+pub fn part_type(part: &MessagePart<'_>) -> String {
+    match part.content_type() {
+        Some(ct) => format!(
+            "{}/{}",
+            ct.ctype().to_ascii_lowercase(),
+            ct.subtype().unwrap_or("").to_ascii_lowercase()
+        ),
+        None => "text/plain".into(),
+    }
+}
+
+/// Joins folded header lines and trims.
+pub fn unfold(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for (i, line) in v.split('\n').enumerate() {
+        let line = line.trim_end_matches('\r');
+        if i > 0 {
+            out.push(' ');
+            out.push_str(line.trim_start());
+        } else {
+            out.push_str(line);
+        }
+    }
+    out.trim().to_string()
+}
+
+/// True if the first line of the bytes looks like a header field (`Name: value`) or an mbox
+/// `From ` line. mail-parser is lenient and will take arbitrary bytes as a body; we want
+/// binary junk to be reported as unparsed instead.
+fn looks_like_header_block(raw: &[u8]) -> bool {
+    let start = raw.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
+    let line = raw[start..].split(|&b| b == b'\n').next().unwrap_or(&[]);
+    if line.starts_with(b"From ") {
+        return true;
+    }
+    match line.iter().position(|&b| b == b':') {
+        Some(colon) if colon > 0 => line[..colon]
+            .iter()
+            .all(|&b| b.is_ascii_graphic() && b != b':'),
+        _ => false,
+    }
+}
+
+/// The readable text of a message: its text/plain bodies, else its HTML with tags removed.
+fn body_text(msg: &Message<'_>) -> String {
+    let mut out = String::new();
+    for id in &msg.text_body {
+        if let Some(part) = msg.parts.get(*id as usize) {
+            match &part.body {
+                PartType::Text(t) => out.push_str(t),
+                PartType::Html(h) => out.push_str(&strip_html(h)),
+                _ => continue,
+            }
+            out.push('\n');
+        }
+    }
+    if out.trim().is_empty() {
+        for id in &msg.html_body {
+            if let Some(PartType::Html(h)) = msg.parts.get(*id as usize).map(|p| &p.body) {
+                out.push_str(&strip_html(h));
+                out.push('\n');
+            }
+        }
+    }
+    out.replace("\r\n", "\n")
+}
+
+/// A crude HTML-to-text conversion: enough to let text patterns match in HTML-only notices.
+pub fn strip_html(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    let mut tag = String::new();
+    for c in html.chars() {
+        match (in_tag, c) {
+            (false, '<') => {
+                in_tag = true;
+                tag.clear();
+            }
+            (true, '>') => {
+                in_tag = false;
+                let t = tag.to_ascii_lowercase();
+                if t.starts_with("br") || t.starts_with("/p") || t.starts_with("/div") || t.starts_with("/tr") || t.starts_with("p") {
+                    out.push('\n');
+                }
+            }
+            (true, c) => tag.push(c),
+            (false, c) => out.push(c),
+        }
+    }
+    out.replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}

@@ -1,0 +1,142 @@
+//! The verdict on one bounced recipient: a coarse [`Label`] that drives policy, a finer
+//! [`Reason`] that explains it, and the evidence it was drawn from.
+//!
+//! Labels have a fixed meaning shared by the whole product (see the crate docs); reasons are
+//! finer and each maps to exactly one default label, so that a rule only ever names a reason.
+
+use serde::{Deserialize, Serialize};
+
+/// What the sender must do about a recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Label {
+    /// Permanent failure of a well-formed address: suppress now.
+    Hard,
+    /// Temporary failure: retry with backoff.
+    Soft,
+    /// The provider refuses the *sender*: pause the provider, do not retry the address.
+    Blocked,
+    /// A data-quality problem detectable before sending: suppress and flag the list source.
+    Invalid,
+}
+
+impl Label {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Label::Hard => "hard",
+            Label::Soft => "soft",
+            Label::Blocked => "blocked",
+            Label::Invalid => "invalid",
+        }
+    }
+}
+
+macro_rules! reasons {
+    ($( $variant:ident = $name:literal => $label:ident ),* $(,)?) => {
+        /// The finer cause of a bounce. Each reason has one default label.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Reason { $( $variant ),* , Undetermined }
+
+        impl Reason {
+            /// Every reason, in declaration order (handy for docs and tests).
+            pub const ALL: &'static [Reason] = &[ $( Reason::$variant ),* , Reason::Undetermined ];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $( Reason::$variant => $name ),* , Reason::Undetermined => "undetermined" }
+            }
+
+            /// The label this reason carries. `Undetermined` has none of its own: it is labelled
+            /// by the status class (see [`Reason::label_for`]).
+            pub fn default_label(self) -> Option<Label> {
+                match self { $( Reason::$variant => Some(Label::$label) ),* , Reason::Undetermined => None }
+            }
+
+            pub fn parse(s: &str) -> Option<Reason> {
+                match s { $( $name => Some(Reason::$variant) ),* , "undetermined" => Some(Reason::Undetermined), _ => None }
+            }
+        }
+    };
+}
+
+reasons! {
+    UserUnknown = "user_unknown" => Hard,
+    MailboxDisabled = "mailbox_disabled" => Hard,
+    HasMoved = "has_moved" => Hard,
+    RecipientFiltered = "recipient_filtered" => Hard,
+
+    DomainNotFound = "domain_not_found" => Invalid,
+    NoMailService = "no_mail_service" => Invalid,
+    BadSyntax = "bad_syntax" => Invalid,
+
+    MailboxFull = "mailbox_full" => Soft,
+    SystemFull = "system_full" => Soft,
+    SystemError = "system_error" => Soft,
+    NetworkError = "network_error" => Soft,
+    Expired = "expired" => Soft,
+    MailerError = "mailer_error" => Soft,
+    RateLimited = "rate_limited" => Soft,
+
+    Blocklisted = "blocklisted" => Blocked,
+    BadReputation = "bad_reputation" => Blocked,
+    SpamDetected = "spam_detected" => Blocked,
+    Policy = "policy" => Blocked,
+    ContentRejected = "content_rejected" => Blocked,
+    VirusDetected = "virus_detected" => Blocked,
+    SecurityError = "security_error" => Blocked,
+    AuthFailure = "auth_failure" => Blocked,
+    NoReverseDns = "no_reverse_dns" => Blocked,
+    NotRfcCompliant = "not_rfc_compliant" => Blocked,
+    RelayDenied = "relay_denied" => Blocked,
+    SenderRejected = "sender_rejected" => Blocked,
+    MessageTooBig = "message_too_big" => Blocked,
+    SmtpSyntaxError = "smtp_syntax_error" => Blocked,
+}
+
+impl Reason {
+    /// The label for this reason given the failure's status class (`'4'` or `'5'`, or `None`
+    /// when unknown). Only `Undetermined` depends on the class: 5xx → hard, else soft.
+    pub fn label_for(self, class: Option<char>) -> Label {
+        self.default_label().unwrap_or(match class {
+            Some('5') => Label::Hard,
+            _ => Label::Soft,
+        })
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Label {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One recipient named by a message, with the evidence about it and (for bounces and delays)
+/// the verdict. The JSON shape of this struct is a contract read by the scorer and the ledger:
+/// keys may be added, never renamed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Recipient {
+    /// Lowercased-domain address as the report gives it (Final-Recipient, else Original-Recipient).
+    pub address: String,
+    /// RFC 3464 Action: failed, delayed, delivered, relayed, expanded (or null).
+    pub action: Option<String>,
+    pub label: Option<Label>,
+    pub reason: Option<Reason>,
+    /// Enhanced status code (RFC 3463), e.g. `5.1.1`.
+    pub status: Option<String>,
+    /// Basic SMTP reply code, e.g. 550.
+    pub reply_code: Option<u16>,
+    /// The diagnostic text, unfolded, without its `smtp;` type prefix.
+    pub diagnostic: Option<String>,
+    pub remote_mta: Option<String>,
+    /// Id of the rule that decided the verdict, e.g. `status=5.1.1` or `keyword=mailbox full`.
+    pub rule: Option<String>,
+    /// Last-Attempt-Date (or the per-message Arrival-Date) as written in the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt: Option<String>,
+}
