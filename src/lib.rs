@@ -22,6 +22,7 @@
 //! wins. MTA-specific parsing lives in `analysis::lhost`, one module per MTA family.
 
 pub mod analysis;
+pub mod cli;
 pub mod input;
 
 pub use analysis::{Analysis, Kind, Label, Reason, Recipient};
