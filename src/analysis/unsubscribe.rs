@@ -15,7 +15,7 @@ const ADDRESS: &str =
 
 /// Phrases that ask to be removed, in the subject or at the start of the body.
 const REQUEST: &str = r"(?x)
-    ^\s*(re:\s*|aw:\s*|res:\s*|rv:\s*)*\s*(
+    ^\s*(re:\s*|aw:\s*|res:\s*|rv:\s*)*\s*((please|pls|kindly|por\s+favor|bitte|svp|s.il\s+vous\s+pla[iî]t|per\s+favore|alsjeblieft)[,!:]?\s+)?(
       unsubscribe|unsub\b|remove\s+me|please\s+remove|take\s+me\s+off|stop\s+(sending|emailing|mailing)|opt[\s-]?out|^\s*stop\s*$
     | descadastr|cancelar\s+(a\s+)?inscri[cç][aã]o|remover\s+(meu|o\s+meu)|me\s+remova|n[aã]o\s+quero\s+(mais\s+)?receber|sair\s+da\s+lista
     | darse\s+de\s+baja|dar(me)?\s+de\s+baja|baja\b|cancelar\s+suscripci[oó]n|no\s+quiero\s+recibir
