@@ -245,9 +245,10 @@ fn decide(r: &mut Recipient, kind: Kind, rules: &rules::RuleSet) {
         default_class,
     });
     r.reason = Some(d.reason);
-    // A delay is temporary by definition, whatever the words in its diagnostic.
+    // A delay is temporary by definition, whatever its status says: label it as a 4xx would
+    // be (soft, unless the provider refuses the sender).
     r.label = Some(if kind == Kind::Delay || action == "delayed" {
-        Label::Soft
+        d.reason.label_for(Some('4'))
     } else {
         d.label
     });

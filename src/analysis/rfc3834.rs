@@ -51,7 +51,7 @@ static HEADER_RES: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
         .map(|(name, pat)| {
             (
                 *name,
-                RegexBuilder::new(pat)
+                RegexBuilder::new(&super::rules::ascii_classes(pat))
                     .case_insensitive(true)
                     .build()
                     .unwrap(),
@@ -61,7 +61,7 @@ static HEADER_RES: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
 });
 
 static SUBJECT_RE: LazyLock<Regex> = LazyLock::new(|| {
-    RegexBuilder::new(SUBJECT)
+    RegexBuilder::new(&super::rules::ascii_classes(SUBJECT))
         .case_insensitive(true)
         .build()
         .unwrap()

@@ -27,13 +27,13 @@ const REQUEST: &str = r"(?x)
     )";
 
 static ADDRESS_RE: LazyLock<Regex> = LazyLock::new(|| {
-    RegexBuilder::new(ADDRESS)
+    RegexBuilder::new(&super::rules::ascii_classes(ADDRESS))
         .case_insensitive(true)
         .build()
         .unwrap()
 });
 static REQUEST_RE: LazyLock<Regex> = LazyLock::new(|| {
-    RegexBuilder::new(REQUEST)
+    RegexBuilder::new(&super::rules::ascii_classes(REQUEST))
         .case_insensitive(true)
         .multi_line(false)
         .build()

@@ -160,43 +160,83 @@ pub fn is_header_line(line: &str) -> bool {
 
 /// The generic extraction: each line naming an address (not excluded, not a quoted header)
 /// opens a recipient; its diagnostic is the rest of that line and the following lines up to a
-/// blank line or the next recipient line.
+/// blank line or a line naming another recipient. An address standing alone on its line takes
+/// the next paragraph as its diagnostic ("user@example.org" then a blank line then "Reason:
+/// ..."). An address named twice keeps the block that carries an SMTP code.
 pub fn scan(notice: &str, excl: &Exclusions, action: &str) -> Vec<Recipient> {
     let lines: Vec<&str> = notice.lines().collect();
     let mut out: Vec<Recipient> = Vec::new();
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i];
-        let found: Vec<&str> = if is_header_line(line) {
+        let found: Vec<String> = if is_header_line(line) {
             Vec::new()
         } else {
-            addresses(line).filter(|a| !excl.excludes(a)).collect()
+            addresses(line)
+                .filter(|a| !excl.excludes(a))
+                .map(str::to_ascii_lowercase)
+                .collect()
         };
         if found.is_empty() {
             i += 1;
             continue;
         }
+        let other_recipient = |l: &str| {
+            !is_header_line(l)
+                && !l.starts_with([' ', '\t'])
+                && addresses(l)
+                    .any(|a| !excl.excludes(a) && !found.contains(&a.to_ascii_lowercase()))
+        };
         let mut diag = String::from(line);
         let mut j = i + 1;
-        while j < lines.len() && !lines[j].trim().is_empty() && j - i < 8 {
-            if !is_header_line(lines[j])
-                && addresses(lines[j]).any(|a| !excl.excludes(a))
-                && !lines[j].starts_with([' ', '\t'])
-            {
+        let alone = found.iter().all(|a| {
+            squash(line)
+                .trim_matches(['<', '>', ':', '*', '-', ' ', '"'])
+                .eq_ignore_ascii_case(a)
+        });
+        if alone {
+            // Skip one run of blank lines to reach the paragraph that explains.
+            let mut k = j;
+            while k < lines.len() && lines[k].trim().is_empty() {
+                k += 1;
+            }
+            if k > j && k < lines.len() && !other_recipient(lines[k]) {
+                j = k;
+            }
+        }
+        while j < lines.len() && !lines[j].trim().is_empty() && j - i < 12 {
+            if other_recipient(lines[j]) {
                 break;
             }
             diag.push(' ');
             diag.push_str(lines[j].trim());
             j += 1;
         }
-        for a in found {
-            if let Some(r) = recipient(a, &diag, action)
-                && !out.iter().any(|o| o.address == r.address)
-            {
-                out.push(r);
+        for a in &found {
+            let Some(r) = recipient(a, &diag, action) else {
+                continue;
+            };
+            match out.iter_mut().find(|o| o.address == r.address) {
+                None => out.push(r),
+                Some(o)
+                    if o.reply_code.is_none()
+                        && o.status.is_none()
+                        && (r.reply_code.is_some() || r.status.is_some()) =>
+                {
+                    let first = o.diagnostic.take().unwrap_or_default();
+                    *o = Recipient {
+                        diagnostic: Some(
+                            format!("{first} {}", r.diagnostic.unwrap_or_default())
+                                .trim()
+                                .to_string(),
+                        ),
+                        ..r
+                    };
+                }
+                Some(_) => {}
             }
         }
-        i = j;
+        i = j.max(i + 1);
     }
     out
 }
