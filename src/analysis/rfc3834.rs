@@ -53,6 +53,7 @@ static HEADER_RES: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
                 *name,
                 RegexBuilder::new(&super::rules::ascii_classes(pat))
                     .case_insensitive(true)
+                    .dfa_size_limit(32 << 20)
                     .build()
                     .unwrap(),
             )
@@ -63,6 +64,7 @@ static HEADER_RES: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
 static SUBJECT_RE: LazyLock<Regex> = LazyLock::new(|| {
     RegexBuilder::new(&super::rules::ascii_classes(SUBJECT))
         .case_insensitive(true)
+        .dfa_size_limit(32 << 20)
         .build()
         .unwrap()
 });

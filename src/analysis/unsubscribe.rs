@@ -29,12 +29,14 @@ const REQUEST: &str = r"(?x)
 static ADDRESS_RE: LazyLock<Regex> = LazyLock::new(|| {
     RegexBuilder::new(&super::rules::ascii_classes(ADDRESS))
         .case_insensitive(true)
+        .dfa_size_limit(32 << 20)
         .build()
         .unwrap()
 });
 static REQUEST_RE: LazyLock<Regex> = LazyLock::new(|| {
     RegexBuilder::new(&super::rules::ascii_classes(REQUEST))
         .case_insensitive(true)
+        .dfa_size_limit(32 << 20)
         .multi_line(false)
         .build()
         .unwrap()

@@ -17,7 +17,7 @@ static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
 /// Senders that write bounces: the local parts and display names MTAs use.
 static BOUNCE_SENDER: LazyLock<Regex> = LazyLock::new(|| {
     RegexBuilder::new(r"^(mailer-daemon|postmaster|mail-daemon|maildaemon|mailerdaemon|bounces?|bounce-\S*|mdaemon|nobody|root|mail|smtp|msgdelivery|mail-?delivery|double-bounce|noreply-dmarc|daemon|returns?)(@|$)|mail delivery (system|subsystem|service)|mailer.daemon|postmaster|delivery (status|subsystem|notification)|microsoft outlook|mail administrator|mailer$")
-        .case_insensitive(true)
+        .case_insensitive(true).dfa_size_limit(32 << 20)
         .build()
         .unwrap()
 });
@@ -25,7 +25,7 @@ static BOUNCE_SENDER: LazyLock<Regex> = LazyLock::new(|| {
 /// Subjects of bounces and delay warnings across MTAs and languages.
 static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     RegexBuilder::new(r"undeliver|undelivered|delivery (status notification|failure|failed|has failed|problem|notification)|returned mail|return(ed)? to sender|failure notice|mail delivery fail|delivery (report|error)|could not (be )?deliver|not (be )?delivered|nondeliverable|non[- ]?delivery|message (not|could not be) delivered|delivery unsuccessful|mail system error|rejected|bounce|warning: could not send|delayed mail|delivery delayed|delivery notification|unzustellbar|nicht zugestellt|non (remis|distribu)|non recapitabile|n[aã]o (foi )?entregue|falha na entrega|mensagem n[aã]o|no (se pudo )?entrega|error de entrega|onbestelbaar|niet bezorgd|returned message|mail failure|permanent (failure|error)|undeliverable|failed delivery|notification d.[eé]tat|不達|エラー|配信不能|未送達|送信できません|メール送信|Mail could not|Notice of Failed|Warning: message")
-        .case_insensitive(true)
+        .case_insensitive(true).dfa_size_limit(32 << 20)
         .build()
         .unwrap()
 });
@@ -33,7 +33,7 @@ static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
 /// Lines after which the text is the returned original, not the bounce.
 static ORIGINAL_MARKER: LazyLock<Regex> = LazyLock::new(|| {
     RegexBuilder::new(r"(?m)^[\s\->=*_]*(this is a copy of the (original )?message|below this line is a copy of the message|original message (follows|headers)|-+ ?original message ?-+|-+ ?returned message ?-+|unsent message below|the (original|returned) message (headers )?(follows|is attached|was)|here (is|are) (the )?(original|returned|partial) (message|headers)|message headers follow|-+ ?(start|begin) of (returned|original) (message|headers|message content)|-+ ?undelivered message ?-+|-+ ?received headers ?-+|headers of (the )?(original|returned) message|copy of (the )?original message|your message reads|-+ ?message text ?-+|a copy of your message|content-type: message/rfc822|content-type: text/rfc822-headers)")
-        .case_insensitive(true)
+        .case_insensitive(true).dfa_size_limit(32 << 20)
         .build()
         .unwrap()
 });
