@@ -7,15 +7,18 @@
 
 use std::sync::LazyLock;
 
-use mail_parser::{HeaderName, Message, MessageParser, MessagePart, MimeHeaders, PartType};
+use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
 /// mail-parser parses every registered header by default; a bounce carries a dozen `Received`
 /// lines that nothing here reads, and tokenising them was the parser's largest single cost.
+/// So only the headers we read get a structured parser; the rest are kept raw.
 pub static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
+    // Once any header is configured, only configured headers get their parser: list them all.
     MessageParser::new()
-        .header_raw(HeaderName::Received)
-        .header_raw(HeaderName::References)
-        .header_raw(HeaderName::InReplyTo)
+        .with_minimal_headers()
+        .with_address_headers()
+        .with_date_headers()
+        .with_message_ids()
 });
 
 /// One inbound message, parsed once and shared by every detector.
