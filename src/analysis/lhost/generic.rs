@@ -16,9 +16,9 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     if !(sender && (subject || has_code) || subject && has_code) {
         return None;
     }
-    // A person's automatic reply can say "delivery failed" and quote a number: without a
-    // bounce-writing sender, auto-reply marks win.
-    if !sender && super::super::rfc3834::detect(mail).is_some() {
+    // A person's automatic reply can say "delivery failed", quote a number and use the null
+    // return path: unless a mailer-daemon wrote it, auto-reply marks win.
+    if !text::from_daemon(mail) && super::super::rfc3834::detect(mail).is_some() {
         return None;
     }
     let original = returned

@@ -24,7 +24,7 @@ static BOUNCE_SENDER: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Subjects of bounces and delay warnings across MTAs and languages.
 static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    RegexBuilder::new(r"undeliver|undelivered|delivery (status notification|failure|failed|has failed|problem|notification)|returned mail|return(ed)? to sender|failure notice|mail delivery fail|delivery (report|error)|could not (be )?deliver|not (be )?delivered|nondeliverable|non[- ]?delivery|message (not|could not be) delivered|delivery unsuccessful|mail system error|rejected|bounce|warning: could not send|delayed mail|delivery delayed|delivery notification|unzustellbar|nicht zugestellt|non (remis|distribu)|non recapitabile|n[aã]o (foi )?entregue|falha na entrega|mensagem n[aã]o|no (se pudo )?entrega|error de entrega|onbestelbaar|niet bezorgd|returned message|mail failure|permanent (failure|error)|undeliverable|failed delivery|notification d.[eé]tat|不達|エラー|配信不能|未送達|送信できません|メール送信|Mail could not|Notice of Failed|Warning: message")
+    RegexBuilder::new(r"undeliver|undelivered|delivery (status notification|failure|failed|has failed|problem|notification)|returned mail|return(ed)? to sender|failure notice|n[aã]o foi poss[ií]vel entregar|mail delivery status|delivery status|mail delivery fail|delivery (report|error)|could not (be )?deliver|not (be )?delivered|nondeliverable|non[- ]?delivery|message (not|could not be) delivered|delivery unsuccessful|mail system error|rejected|bounce|warning: could not send|delayed mail|delivery delayed|delivery notification|unzustellbar|nicht zugestellt|non (remis|distribu)|non recapitabile|n[aã]o (foi )?entregue|falha na entrega|mensagem n[aã]o|no (se pudo )?entrega|error de entrega|onbestelbaar|niet bezorgd|returned message|mail failure|permanent (failure|error)|undeliverable|failed delivery|notification d.[eé]tat|不達|エラー|配信不能|未送達|送信できません|メール送信|Mail could not|Notice of Failed|Warning: message")
         .case_insensitive(true).dfa_size_limit(32 << 20)
         .build()
         .unwrap()
@@ -40,10 +40,16 @@ static ORIGINAL_MARKER: LazyLock<Regex> = LazyLock::new(|| {
 
 /// True if the message comes from a bounce-writing sender (or has the null return path).
 pub fn from_bounce_sender(mail: &Mail<'_>) -> bool {
+    let null_path = mail.header("Return-Path").is_some_and(|r| r.trim() == "<>");
+    null_path || from_daemon(mail)
+}
+
+/// True if the From address or name is a mailer-daemon, postmaster or the like. (Unlike the
+/// null return path, which every automatic reply also uses.)
+pub fn from_daemon(mail: &Mail<'_>) -> bool {
     let from = mail.from_address().unwrap_or_default();
     let name = mail.from_name().unwrap_or_default();
-    let null_path = mail.header("Return-Path").is_some_and(|r| r.trim() == "<>");
-    null_path || BOUNCE_SENDER.is_match(&from) || BOUNCE_SENDER.is_match(&name)
+    BOUNCE_SENDER.is_match(&from) || BOUNCE_SENDER.is_match(&name)
 }
 
 /// True if the subject reads like a bounce or a delay warning.
