@@ -11,6 +11,7 @@
 //! A module never decides a label: it only gathers evidence. The rule table decides.
 
 pub mod generic;
+pub mod google;
 pub mod text;
 
 use super::Original;
@@ -35,10 +36,16 @@ pub struct Lhost {
 }
 
 /// Every module, in the order they are tried. Specific templates first, `generic` last.
-pub const MODULES: &[Lhost] = &[Lhost {
-    name: "generic",
-    parse: generic::parse,
-}];
+pub const MODULES: &[Lhost] = &[
+    Lhost {
+        name: "gmail",
+        parse: google::parse,
+    },
+    Lhost {
+        name: "generic",
+        parse: generic::parse,
+    },
+];
 
 /// The first module that recognises the message.
 pub fn detect(mail: &Mail<'_>) -> Option<Found> {
