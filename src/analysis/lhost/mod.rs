@@ -10,9 +10,11 @@
 //!
 //! A module never decides a label: it only gathers evidence. The rule table decides.
 
+pub mod amazonworkmail;
 pub mod generic;
 pub mod google;
 pub mod text;
+pub mod yahoo;
 
 use super::Original;
 use super::mail::Mail;
@@ -40,6 +42,14 @@ pub const MODULES: &[Lhost] = &[
     Lhost {
         name: "gmail",
         parse: google::parse,
+    },
+    Lhost {
+        name: "yahoo",
+        parse: yahoo::parse,
+    },
+    Lhost {
+        name: "amazonworkmail",
+        parse: amazonworkmail::parse,
     },
     Lhost {
         name: "generic",
