@@ -10,6 +10,7 @@
 //!
 //! A module never decides a label: it only gathers evidence. The rule table decides.
 
+pub mod amazonses;
 pub mod amazonworkmail;
 pub mod generic;
 pub mod google;
@@ -42,6 +43,10 @@ pub const MODULES: &[Lhost] = &[
     Lhost {
         name: "gmail",
         parse: google::parse,
+    },
+    Lhost {
+        name: "amazonses",
+        parse: amazonses::parse,
     },
     Lhost {
         name: "yahoo",
