@@ -12,8 +12,11 @@
 
 pub mod amazonses;
 pub mod amazonworkmail;
+pub mod ezweb;
 pub mod generic;
+pub mod gmx;
 pub mod google;
+pub mod kddi;
 pub mod text;
 pub mod yahoo;
 
@@ -55,6 +58,18 @@ pub const MODULES: &[Lhost] = &[
     Lhost {
         name: "amazonworkmail",
         parse: amazonworkmail::parse,
+    },
+    Lhost {
+        name: "gmx",
+        parse: gmx::parse,
+    },
+    Lhost {
+        name: "kddi",
+        parse: kddi::parse,
+    },
+    Lhost {
+        name: "ezweb",
+        parse: ezweb::parse,
     },
     Lhost {
         name: "generic",
