@@ -19,6 +19,7 @@ pub mod google;
 pub mod kddi;
 pub mod text;
 pub mod yahoo;
+pub mod zoho;
 
 use super::Original;
 use super::mail::Mail;
@@ -70,6 +71,10 @@ pub const MODULES: &[Lhost] = &[
     Lhost {
         name: "ezweb",
         parse: ezweb::parse,
+    },
+    Lhost {
+        name: "zoho",
+        parse: zoho::parse,
     },
     Lhost {
         name: "generic",
