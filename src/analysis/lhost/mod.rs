@@ -18,6 +18,7 @@ pub mod gmx;
 pub mod google;
 pub mod kddi;
 pub mod text;
+pub mod verizon;
 pub mod yahoo;
 pub mod zoho;
 
@@ -75,6 +76,10 @@ pub const MODULES: &[Lhost] = &[
     Lhost {
         name: "zoho",
         parse: zoho::parse,
+    },
+    Lhost {
+        name: "verizon",
+        parse: verizon::parse,
     },
     Lhost {
         name: "generic",
