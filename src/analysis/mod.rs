@@ -151,10 +151,11 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
     }
 
     // 1b. A service's own notification that is no bounce (an Amazon SES complaint or
-    // delivery event in JSON): its module names the kind; there is no verdict to decide.
-    if let Some(n) = lhost::amazonses::notification(&mail) {
+    // delivery event in JSON, a Hotmail complaint): its module names the kind; there is no
+    // verdict to decide.
+    if let Some(n) = lhost::notification(&mail) {
         a.kind = n.kind;
-        a.mta = Some("amazonses".into());
+        a.mta = Some(n.mta.into());
         a.feedback_type = n.feedback_type;
         a.original = n.original;
         a.recipients = n.recipients;

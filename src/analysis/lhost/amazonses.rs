@@ -24,17 +24,7 @@ use serde_json::Value;
 use super::super::mail::Mail;
 use super::super::verdict::Recipient;
 use super::super::{Kind, Original, recipient_address, rfc3464, status};
-use super::Found;
-
-/// A complaint or delivery event: not a bounce, so it carries its own kind.
-#[derive(Debug, Clone)]
-pub struct Notification {
-    pub kind: Kind,
-    /// The complaint's feedback type (`abuse`...), for complaints.
-    pub feedback_type: Option<String>,
-    pub recipients: Vec<Recipient>,
-    pub original: Original,
-}
+use super::{Found, Notification};
 
 /// The module entry: SES bounce events.
 pub fn parse(mail: &Mail<'_>) -> Option<Found> {
@@ -109,6 +99,7 @@ fn read(mail: &Mail<'_>) -> Option<Notification> {
         return None;
     }
     Some(Notification {
+        mta: "amazonses",
         kind,
         feedback_type,
         recipients,

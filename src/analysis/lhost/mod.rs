@@ -16,15 +16,16 @@ pub mod ezweb;
 pub mod generic;
 pub mod gmx;
 pub mod google;
+pub mod hotmail;
 pub mod kddi;
 pub mod text;
 pub mod verizon;
 pub mod yahoo;
 pub mod zoho;
 
-use super::Original;
 use super::mail::Mail;
 use super::verdict::Recipient;
+use super::{Kind, Original};
 
 /// What an MTA module found in a message.
 #[derive(Debug, Clone, Default)]
@@ -35,6 +36,23 @@ pub struct Found {
     pub recipients: Vec<Recipient>,
     /// The returned original, when the template pastes it into the text.
     pub original: Option<Original>,
+}
+
+/// A service's own notification that is no bounce (an Amazon SES complaint or delivery event,
+/// a Hotmail complaint): the module names its kind, and there is no verdict to decide.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub mta: &'static str,
+    pub kind: Kind,
+    /// The complaint's feedback type (`abuse`...), for complaints.
+    pub feedback_type: Option<String>,
+    pub recipients: Vec<Recipient>,
+    pub original: Original,
+}
+
+/// The first non-bounce notification format that recognises the message.
+pub fn notification(mail: &Mail<'_>) -> Option<Notification> {
+    amazonses::notification(mail).or_else(|| hotmail::complaint(mail))
 }
 
 /// A module: its name (the `mta` it reports) and its parser.
