@@ -150,6 +150,18 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
         return a;
     }
 
+    // 1b. A service's own notification that is no bounce (an Amazon SES complaint or
+    // delivery event in JSON, a Hotmail complaint): its module names the kind; there is no
+    // verdict to decide.
+    if let Some(n) = lhost::notification(&mail) {
+        a.kind = n.kind;
+        a.mta = Some(n.mta.into());
+        a.feedback_type = n.feedback_type;
+        a.original = n.original;
+        a.recipients = n.recipients;
+        return a;
+    }
+
     // 2. RFC 3464 delivery status notifications, 3. MTA-specific templates.
     let dsn = mail
         .parts_of_type("message/delivery-status")
