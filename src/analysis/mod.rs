@@ -183,10 +183,10 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
         a.original = original::from_parts(&mail)
             .or_else(|| found.as_ref().and_then(|f| f.original.clone()))
             .unwrap_or_default();
-        // The original's sender is never a bounced recipient (text scanners can pick it up
-        // from quoted headers). Postmaster addresses are excluded by the text scanners, but a
-        // DSN's explicit Final-Recipient postmaster@... was a real recipient and stays.
-        let sender = a.original.from.clone();
+        // Recipients read from prose must never be the original's sender (text scanners can
+        // pick it up from quoted headers). A DSN's Final-Recipient is explicit and stays, even
+        // postmaster@... or the sender itself (people do mail themselves).
+        let sender = a.original.from.clone().filter(|_| dsn.is_none());
         let excluded = |addr: &str| {
             sender
                 .as_deref()
