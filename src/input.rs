@@ -103,7 +103,10 @@ fn read_file(path: &Path, f: &mut impl FnMut(Result<InputMessage, InputError>)) 
         let mut raw = Vec::new();
         reader.read_to_end(&mut raw)?;
         if is_mbox {
-            let first = raw.iter().position(|&b| b == b'\n').map_or(raw.len(), |i| i + 1);
+            let first = raw
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(raw.len(), |i| i + 1);
             raw.drain(..first);
         }
         f(Ok(InputMessage { source: name, raw }));

@@ -10,7 +10,10 @@
 //!
 //! A module never decides a label: it only gathers evidence. The rule table decides.
 
+pub mod dragonfly;
+pub mod exim;
 pub mod generic;
+pub mod notice;
 pub mod text;
 
 use super::Original;
@@ -35,10 +38,20 @@ pub struct Lhost {
 }
 
 /// Every module, in the order they are tried. Specific templates first, `generic` last.
-pub const MODULES: &[Lhost] = &[Lhost {
-    name: "generic",
-    parse: generic::parse,
-}];
+pub const MODULES: &[Lhost] = &[
+    Lhost {
+        name: "exim",
+        parse: exim::parse,
+    },
+    Lhost {
+        name: "dragonfly",
+        parse: dragonfly::parse,
+    },
+    Lhost {
+        name: "generic",
+        parse: generic::parse,
+    },
+];
 
 /// The first module that recognises the message.
 pub fn detect(mail: &Mail<'_>) -> Option<Found> {
