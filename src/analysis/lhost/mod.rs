@@ -14,6 +14,7 @@ pub mod dragonfly;
 pub mod exim;
 pub mod generic;
 pub mod notice;
+pub mod postfix;
 pub mod text;
 
 use super::Original;
@@ -39,6 +40,10 @@ pub struct Lhost {
 
 /// Every module, in the order they are tried. Specific templates first, `generic` last.
 pub const MODULES: &[Lhost] = &[
+    Lhost {
+        name: "postfix",
+        parse: postfix::parse,
+    },
     Lhost {
         name: "exim",
         parse: exim::parse,
