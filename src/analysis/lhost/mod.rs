@@ -15,6 +15,7 @@ pub mod exim;
 pub mod generic;
 pub mod notice;
 pub mod postfix;
+pub mod sendmail;
 pub mod text;
 
 use super::Original;
@@ -47,6 +48,10 @@ pub const MODULES: &[Lhost] = &[
     Lhost {
         name: "exim",
         parse: exim::parse,
+    },
+    Lhost {
+        name: "sendmail",
+        parse: sendmail::parse,
     },
     Lhost {
         name: "dragonfly",
