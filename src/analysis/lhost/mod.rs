@@ -14,7 +14,9 @@ pub mod dragonfly;
 pub mod exim;
 pub mod generic;
 pub mod notice;
+pub mod opensmtpd;
 pub mod postfix;
+pub mod qmail;
 pub mod sendmail;
 pub mod text;
 
@@ -52,6 +54,14 @@ pub const MODULES: &[Lhost] = &[
     Lhost {
         name: "sendmail",
         parse: sendmail::parse,
+    },
+    Lhost {
+        name: "qmail",
+        parse: qmail::parse,
+    },
+    Lhost {
+        name: "opensmtpd",
+        parse: opensmtpd::parse,
     },
     Lhost {
         name: "dragonfly",
