@@ -11,6 +11,7 @@
 //! A module never decides a label: it only gathers evidence. The rule table decides.
 
 pub mod dragonfly;
+pub mod exchange;
 pub mod exim;
 pub mod generic;
 pub mod notice;
@@ -62,6 +63,10 @@ pub const MODULES: &[Lhost] = &[
     Lhost {
         name: "opensmtpd",
         parse: opensmtpd::parse,
+    },
+    Lhost {
+        name: "exchange",
+        parse: exchange::parse,
     },
     Lhost {
         name: "dragonfly",
