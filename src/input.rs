@@ -89,14 +89,26 @@ pub fn for_each_message(paths: &[PathBuf], mut f: impl FnMut(Result<InputMessage
 }
 
 /// Reads one file: an mbox (first line starts with `From `) yields one record per message,
-/// anything else is one message.
+/// anything else is one message. A `.eml` file is always one message: mail saved from an mbox
+/// often keeps its `From ` envelope line, and its body may hold unquoted `From ` lines that
+/// must not split it.
 fn read_file(path: &Path, f: &mut impl FnMut(Result<InputMessage, InputError>)) -> io::Result<()> {
     let mut reader = BufReader::new(File::open(path)?);
     let is_mbox = reader.fill_buf()?.starts_with(b"From ");
     let name = path.display().to_string();
-    if !is_mbox {
+    let is_eml = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("eml"));
+    if !is_mbox || is_eml {
         let mut raw = Vec::new();
         reader.read_to_end(&mut raw)?;
+        if is_mbox {
+            let first = raw
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(raw.len(), |i| i + 1);
+            raw.drain(..first);
+        }
         f(Ok(InputMessage { source: name, raw }));
         return Ok(());
     }
@@ -186,5 +198,26 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0], (1, "Subject: one\n\nFrom here\nbody\n".to_string()));
         assert_eq!(got[1], (2, "Subject: two\n\nx\n".to_string()));
+    }
+
+    #[test]
+    fn eml_with_envelope_line_is_one_message() {
+        let dir = std::env::temp_dir().join(format!("rebound-eml-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("one.eml");
+        std::fs::write(
+            &path,
+            "From MAILER-DAEMON Mon Jan  1 00:00:00 2024\nSubject: one\n\nbody\nFrom here on\n",
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        for_each_message(std::slice::from_ref(&path), |m| got.push(m.unwrap()));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].source, path.display().to_string());
+        assert_eq!(
+            String::from_utf8(got[0].raw.clone()).unwrap(),
+            "Subject: one\n\nbody\nFrom here on\n"
+        );
     }
 }

@@ -300,6 +300,18 @@ pub fn recipient_address(raw: &str) -> Option<String> {
     let a = raw
         .trim()
         .trim_matches(['<', '>', '"', '\'', '(', ')', '[', ']', ',', ';', ':', '.']);
+    // A quoted local part (`"first..last"@example.org`) keeps its quotes.
+    let quoted = raw.trim().trim_start_matches('<');
+    let a = match quoted.split_once("\"@") {
+        Some((l, _)) if l.starts_with('"') && l.len() > 1 && !l[1..].contains('"') => {
+            let end = quoted.len()
+                - quoted
+                    .trim_end_matches(['>', ',', ';', ':', '.', ')', ']'])
+                    .len();
+            &quoted[..quoted.len() - end]
+        }
+        _ => a,
+    };
     let (local, domain) = a.rsplit_once('@')?;
     if local.is_empty()
         || domain.is_empty()
@@ -453,5 +465,26 @@ hello\r
             Kind::Unparsed
         );
         assert_eq!(analyze(b"").kind, Kind::Unparsed);
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::recipient_address;
+
+    #[test]
+    fn quoted_local_parts_keep_their_quotes() {
+        assert_eq!(
+            recipient_address("<\"a..b\"@Example.org>").as_deref(),
+            Some("\"a..b\"@example.org")
+        );
+        assert_eq!(
+            recipient_address("\"bob@example.org\"").as_deref(),
+            Some("bob@example.org")
+        );
+        assert_eq!(
+            recipient_address("<bob@example.org>,").as_deref(),
+            Some("bob@example.org")
+        );
     }
 }

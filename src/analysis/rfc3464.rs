@@ -166,10 +166,7 @@ pub fn address_of(value: &str) -> Option<String> {
         .trim_start_matches('<')
         .trim_end_matches('>')
         .trim();
-    let v = v
-        .split_whitespace()
-        .next()?
-        .trim_matches(['<', '>', '"', '\'']);
+    let v = v.split_whitespace().next()?.trim_matches(['<', '>']);
     super::recipient_address(v)
 }
 

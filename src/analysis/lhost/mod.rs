@@ -12,12 +12,20 @@
 
 pub mod amazonses;
 pub mod amazonworkmail;
+pub mod dragonfly;
+pub mod exchange;
+pub mod exim;
 pub mod ezweb;
 pub mod generic;
 pub mod gmx;
 pub mod google;
 pub mod hotmail;
 pub mod kddi;
+pub mod notice;
+pub mod opensmtpd;
+pub mod postfix;
+pub mod qmail;
+pub mod sendmail;
 pub mod text;
 pub mod verizon;
 pub mod yahoo;
@@ -98,6 +106,34 @@ pub const MODULES: &[Lhost] = &[
     Lhost {
         name: "verizon",
         parse: verizon::parse,
+    },
+    Lhost {
+        name: "postfix",
+        parse: postfix::parse,
+    },
+    Lhost {
+        name: "exim",
+        parse: exim::parse,
+    },
+    Lhost {
+        name: "sendmail",
+        parse: sendmail::parse,
+    },
+    Lhost {
+        name: "qmail",
+        parse: qmail::parse,
+    },
+    Lhost {
+        name: "opensmtpd",
+        parse: opensmtpd::parse,
+    },
+    Lhost {
+        name: "exchange",
+        parse: exchange::parse,
+    },
+    Lhost {
+        name: "dragonfly",
+        parse: dragonfly::parse,
     },
     Lhost {
         name: "generic",

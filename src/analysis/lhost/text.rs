@@ -32,7 +32,7 @@ static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Lines after which the text is the returned original, not the bounce.
 static ORIGINAL_MARKER: LazyLock<Regex> = LazyLock::new(|| {
-    RegexBuilder::new(r"(?m)^[\s\->=*_]*(this is a copy of the (original )?message|below this line is a copy of the message|original message (follows|headers)|-+ ?original message ?-+|-+ ?returned message ?-+|unsent message below|the (original|returned) message (headers )?(follows|is attached|was)|here (is|are) (the )?(original|returned|partial) (message|headers)|message headers follow|-+ ?(start|begin) of (returned|original) (message|headers|message content)|-+ ?undelivered message ?-+|-+ ?received headers ?-+|headers of (the )?(original|returned) message|copy of (the )?original message|your message reads|-+ ?message text ?-+|a copy of your message|content-type: message/rfc822|content-type: text/rfc822-headers)")
+    RegexBuilder::new(r"(?m)^[\s\->=*_]*(this is a copy of the (original )?message|below this line is a copy of the message|original message (follows|headers)|-+ ?original message ?-+|-+ ?returned message ?-+|unsent message below|the (original|returned) message (headers )?(follows|is attached|was (attached|included|returned))|here (is|are) (the )?(original|returned|partial) (message|headers)|message headers follow|-+ ?(start|begin) of (returned|original) (message|headers|message content)|-+ ?undelivered message ?-+|-+ ?received headers ?-+|headers of (the )?(original|returned) message|copy of (the )?original message|your message reads|-+ ?message text ?-+|a copy of your message|content-type: message/rfc822|content-type: text/rfc822-headers)")
         .case_insensitive(true).dfa_size_limit(32 << 20)
         .build()
         .unwrap()
