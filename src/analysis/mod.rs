@@ -173,6 +173,9 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
     if let Some(f) = &found {
         merge_text_evidence(&mut recipients, &f.recipients);
     }
+    if recipients.iter().any(|r| r.diagnostic.is_none()) {
+        merge_text_evidence(&mut recipients, &lhost::generic::scan(&mail).recipients);
+    }
     if !recipients.is_empty() {
         a.mta = Some(match (&found, dsn.is_some()) {
             (Some(f), _) if f.mta != "generic" => f.mta.to_string(),
@@ -231,8 +234,7 @@ fn kind_of(recipients: &[Recipient]) -> Kind {
     let action = |r: &Recipient| r.action.as_deref().unwrap_or("failed").to_string();
     if recipients.iter().any(|r| {
         let a = action(r);
-        a.starts_with("fail")
-            || !matches!(a.as_str(), "delayed" | "delivered" | "relayed" | "expanded")
+        a.starts_with("fail") || !(a == "delayed" || is_success(&a))
     }) {
         Kind::Bounce
     } else if recipients.iter().any(|r| action(r) == "delayed") {
@@ -242,12 +244,18 @@ fn kind_of(recipients: &[Recipient]) -> Kind {
     }
 }
 
+/// RFC 3464 actions that report success, plus `deliverable` (what some MTAs write for a
+/// verified, not yet delivered address).
+fn is_success(action: &str) -> bool {
+    matches!(action, "delivered" | "relayed" | "expanded" | "deliverable")
+}
+
 /// Fills the verdict of one recipient from the rule table.
 fn decide(r: &mut Recipient, kind: Kind, rules: &rules::RuleSet) {
     let action = r.action.as_deref().unwrap_or("failed");
     let default_class = match action {
         "delayed" => Some('4'),
-        "delivered" | "relayed" | "expanded" => return,
+        a if is_success(a) => return,
         _ => Some('5'),
     };
     let d = rules.classify(&rules::Evidence {

@@ -21,17 +21,22 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     if !text::from_daemon(mail) && super::super::rfc3834::detect(mail).is_some() {
         return None;
     }
+    let found = scan(mail);
+    (!found.recipients.is_empty()).then_some(found)
+}
+
+/// The generic scan without the "is this a bounce?" gate: used to fill in diagnostics that a
+/// specific module recognised the template for but could not read (a translated template,
+/// a DSN without Diagnostic-Code).
+pub fn scan(mail: &Mail<'_>) -> Found {
+    let (notice, returned) = text::split_original(&mail.text);
     let original = returned
         .and_then(original::from_header_text)
         .or_else(|| original::from_parts(mail));
     let excl = Exclusions::for_mail(mail, &[original.as_ref().and_then(|o| o.from.as_deref())]);
-    let recipients = text::scan(notice, &excl, "failed");
-    if recipients.is_empty() {
-        return None;
-    }
-    Some(Found {
+    Found {
         mta: "generic",
-        recipients,
+        recipients: text::scan(notice, &excl, "failed"),
         original,
-    })
+    }
 }
