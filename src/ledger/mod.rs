@@ -42,7 +42,7 @@ pub struct Origin {
     pub uidvalidity: Option<u32>,
     pub uid: Option<u32>,
     pub source_path: Option<String>,
-    /// IMAP INTERNALDATE, RFC 3339 UTC.
+    /// IMAP INTERNALDATE, RFC 3339 UTC (`rebound ingest` gives a file's modification time).
     pub internal_date: Option<String>,
 }
 
