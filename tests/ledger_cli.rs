@@ -589,6 +589,18 @@ fn config_file_places_the_database_and_sets_the_policy() {
         0,
         "threshold 6 not reached"
     );
+    // Back to the default policy: the whole projection follows, with no new message.
+    std::fs::write(&config, "").unwrap();
+    let out = rebound(
+        &["ingest", "--config", config.to_str().unwrap()],
+        &[samples()],
+    );
+    assert!(stdout(&out).contains("0 new"));
+    assert_eq!(
+        one::<i64>(&conn, "SELECT count(*) FROM domain_pauses"),
+        1,
+        "default threshold 5 reached"
+    );
     std::fs::write(&config, "[policy]\nsoft_limitt = 2\n").unwrap();
     assert_eq!(
         rebound(

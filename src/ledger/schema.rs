@@ -137,6 +137,12 @@ CREATE TABLE imap_folders (
     PRIMARY KEY (mailbox, folder)
 ) WITHOUT ROWID;
 
+-- Facts about the ledger itself, e.g. the fingerprint of the policy the projection was built with.
+CREATE TABLE ledger_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
 CREATE TABLE runs (
     id            INTEGER PRIMARY KEY,
     mailbox       TEXT NOT NULL,            -- IMAP account, or 'files' for rebound ingest
