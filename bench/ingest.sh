@@ -20,9 +20,10 @@ trap 'rm -rf "$work"' EXIT
 
 for n in $(seq 1 "$copies"); do
   mkdir -p "$work/mail/$n"
-  find "$corpus" -type f | while read -r f; do
-    dest="$work/mail/$n/$(echo "$f" | tr '/' '_')"
-    { printf 'X-Bench-Copy: %s\n' "$n"; cat "$f"; } > "$dest"
+  i=0
+  find "$corpus" -type f | sort | while read -r f; do
+    i=$((i + 1))
+    { printf 'X-Bench-Copy: %s\n' "$n"; cat "$f"; } > "$work/mail/$n/$i.eml"
   done
 done
 total=$(find "$work/mail" -type f | wc -l)
