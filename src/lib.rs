@@ -23,6 +23,8 @@
 
 pub mod analysis;
 pub mod cli;
+pub mod config;
 pub mod input;
+pub mod ledger;
 
 pub use analysis::{Analysis, Kind, Label, Reason, Recipient};

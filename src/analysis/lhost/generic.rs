@@ -10,7 +10,7 @@ use super::{super::original, Found};
 pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     let sender = text::from_bounce_sender(mail);
     let subject = text::bounce_subject(mail);
-    let (notice, returned) = text::split_original(&mail.text);
+    let (notice, _) = text::split_original(&mail.text);
     let has_code =
         status::find_enhanced(notice).is_some() || status::find_reply_code(notice).is_some();
     if !(sender && (subject || has_code) || subject && has_code) {
