@@ -41,15 +41,21 @@ pub fn expand(paths: &[PathBuf]) -> Vec<Result<PathBuf, InputError>> {
                 .into_iter()
                 .filter_entry(|e| {
                     let name = e.file_name().to_string_lossy();
-                    e.depth() == 0 || !(name.starts_with('.') || (e.file_type().is_dir() && name == "tmp"))
+                    e.depth() == 0
+                        || !(name.starts_with('.') || (e.file_type().is_dir() && name == "tmp"))
                 });
             for entry in walker {
                 match entry {
                     Ok(e) if e.file_type().is_file() => out.push(Ok(e.into_path())),
                     Ok(_) => {}
                     Err(e) => out.push(Err(InputError {
-                        source: e.path().map(|p| p.display().to_string()).unwrap_or_default(),
-                        error: e.into_io_error().unwrap_or_else(|| io::Error::other("walk error")),
+                        source: e
+                            .path()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default(),
+                        error: e
+                            .into_io_error()
+                            .unwrap_or_else(|| io::Error::other("walk error")),
                     })),
                 }
             }
@@ -66,15 +72,15 @@ pub fn expand(paths: &[PathBuf]) -> Vec<Result<PathBuf, InputError>> {
 }
 
 /// Reads every message under the given paths, calling `f` for each one (or for each error).
-pub fn for_each_message(
-    paths: &[PathBuf],
-    mut f: impl FnMut(Result<InputMessage, InputError>),
-) {
+pub fn for_each_message(paths: &[PathBuf], mut f: impl FnMut(Result<InputMessage, InputError>)) {
     for file in expand(paths) {
         match file {
             Ok(path) => {
                 if let Err(error) = read_file(&path, &mut f) {
-                    f(Err(InputError { source: path.display().to_string(), error }));
+                    f(Err(InputError {
+                        source: path.display().to_string(),
+                        error,
+                    }));
                 }
             }
             Err(e) => f(Err(e)),
@@ -84,10 +90,7 @@ pub fn for_each_message(
 
 /// Reads one file: an mbox (first line starts with `From `) yields one record per message,
 /// anything else is one message.
-fn read_file(
-    path: &Path,
-    f: &mut impl FnMut(Result<InputMessage, InputError>),
-) -> io::Result<()> {
+fn read_file(path: &Path, f: &mut impl FnMut(Result<InputMessage, InputError>)) -> io::Result<()> {
     let mut reader = BufReader::new(File::open(path)?);
     let is_mbox = reader.fill_buf()?.starts_with(b"From ");
     let name = path.display().to_string();
@@ -98,13 +101,19 @@ fn read_file(
         return Ok(());
     }
     split_mbox(reader, |n, raw| {
-        f(Ok(InputMessage { source: format!("{name}#{n}"), raw }))
+        f(Ok(InputMessage {
+            source: format!("{name}#{n}"),
+            raw,
+        }))
     })
 }
 
 /// Splits an mbox stream into messages. A line starting with `From ` opens a new message (and
 /// is not part of it); `>From ` quoting (mboxrd) is undone one level. Streams line by line.
-pub fn split_mbox<R: BufRead>(mut reader: R, mut emit: impl FnMut(usize, Vec<u8>)) -> io::Result<()> {
+pub fn split_mbox<R: BufRead>(
+    mut reader: R,
+    mut emit: impl FnMut(usize, Vec<u8>),
+) -> io::Result<()> {
     let mut current: Option<Vec<u8>> = None;
     let mut count = 0;
     let mut line = Vec::new();
@@ -153,7 +162,10 @@ mod tests {
     fn mbox_splits_and_unquotes() {
         let mbox = b"From a@b Mon Jan  1 00:00:00 2024\nSubject: one\n\n>From here\nbody\n\nFrom c@d Mon Jan  1 00:00:00 2024\nSubject: two\n\nx\n";
         let mut got = Vec::new();
-        split_mbox(&mbox[..], |n, m| got.push((n, String::from_utf8(m).unwrap()))).unwrap();
+        split_mbox(&mbox[..], |n, m| {
+            got.push((n, String::from_utf8(m).unwrap()))
+        })
+        .unwrap();
         assert_eq!(got.len(), 2);
         assert_eq!(got[0], (1, "Subject: one\n\nFrom here\nbody\n".to_string()));
         assert_eq!(got[1], (2, "Subject: two\n\nx\n".to_string()));

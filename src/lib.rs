@@ -23,6 +23,7 @@
 
 pub mod analysis;
 pub mod cli;
+pub mod imap;
 pub mod input;
 
 pub use analysis::{Analysis, Kind, Label, Reason, Recipient};

@@ -76,16 +76,25 @@ impl<'a> Mail<'a> {
     pub fn report_type(&self) -> Option<String> {
         let ct = self.msg.root_part().content_type()?;
         if !ct.ctype().eq_ignore_ascii_case("multipart")
-            || !ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report"))
+            || !ct
+                .subtype()
+                .is_some_and(|s| s.eq_ignore_ascii_case("report"))
         {
             return None;
         }
-        Some(ct.attribute("report-type").unwrap_or("").to_ascii_lowercase())
+        Some(
+            ct.attribute("report-type")
+                .unwrap_or("")
+                .to_ascii_lowercase(),
+        )
     }
 
     /// Every MIME part of the top-level message (not of nested messages) whose type is
     /// `type/subtype` (lowercase), in order.
-    pub fn parts_of_type<'s>(&'s self, ty: &'s str) -> impl Iterator<Item = &'s MessagePart<'a>> + 's {
+    pub fn parts_of_type<'s>(
+        &'s self,
+        ty: &'s str,
+    ) -> impl Iterator<Item = &'s MessagePart<'a>> + 's {
         self.msg.parts.iter().filter(move |p| part_type(p) == ty)
     }
 
@@ -93,7 +102,9 @@ impl<'a> Mail<'a> {
     pub fn part_text(part: &MessagePart<'_>) -> String {
         let s = match &part.body {
             PartType::Text(t) | PartType::Html(t) => t.to_string(),
-            PartType::Binary(b) | PartType::InlineBinary(b) => String::from_utf8_lossy(b).into_owned(),
+            PartType::Binary(b) | PartType::InlineBinary(b) => {
+                String::from_utf8_lossy(b).into_owned()
+            }
             PartType::Message(m) => String::from_utf8_lossy(m.raw_message()).into_owned(),
             PartType::Multipart(_) => String::new(),
         };
@@ -132,7 +143,10 @@ pub fn unfold(v: &str) -> String {
 /// `From ` line. mail-parser is lenient and will take arbitrary bytes as a body; we want
 /// binary junk to be reported as unparsed instead.
 fn looks_like_header_block(raw: &[u8]) -> bool {
-    let start = raw.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
+    let start = raw
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(0);
     let line = raw[start..].split(|&b| b == b'\n').next().unwrap_or(&[]);
     if line.starts_with(b"From ") {
         return true;
@@ -183,7 +197,12 @@ pub fn strip_html(html: &str) -> String {
             (true, '>') => {
                 in_tag = false;
                 let t = tag.to_ascii_lowercase();
-                if t.starts_with("br") || t.starts_with("/p") || t.starts_with("/div") || t.starts_with("/tr") || t.starts_with("p") {
+                if t.starts_with("br")
+                    || t.starts_with("/p")
+                    || t.starts_with("/div")
+                    || t.starts_with("/tr")
+                    || t.starts_with("p")
+                {
                     out.push('\n');
                 }
             }

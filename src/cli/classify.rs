@@ -24,7 +24,11 @@ pub fn run(paths: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
     let mut errors = 0usize;
     let mut result = Ok(());
     if !json {
-        writeln!(out, "{:<40} {:<16} {:<10} {:<36} {:<8} {:<18} {:<7} RULE", "SOURCE", "KIND", "MTA", "RECIPIENT", "LABEL", "REASON", "STATUS")?;
+        writeln!(
+            out,
+            "{:<40} {:<16} {:<10} {:<36} {:<8} {:<18} {:<7} RULE",
+            "SOURCE", "KIND", "MTA", "RECIPIENT", "LABEL", "REASON", "STATUS"
+        )?;
     }
     input::for_each_message(paths, |item| {
         if result.is_err() {
@@ -34,9 +38,15 @@ pub fn run(paths: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
             Ok(msg) => {
                 let analysis = analysis::analyze(&msg.raw);
                 result = if json {
-                    serde_json::to_writer(&mut out, &Line { source: &msg.source, analysis: &analysis })
-                        .map_err(std::io::Error::other)
-                        .and_then(|_| writeln!(out))
+                    serde_json::to_writer(
+                        &mut out,
+                        &Line {
+                            source: &msg.source,
+                            analysis: &analysis,
+                        },
+                    )
+                    .map_err(std::io::Error::other)
+                    .and_then(|_| writeln!(out))
                 } else {
                     write_table_rows(&mut out, &msg.source, &analysis)
                 };
@@ -49,13 +59,24 @@ pub fn run(paths: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
     });
     result?;
     out.flush()?;
-    Ok(if errors > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn write_table_rows(out: &mut impl Write, source: &str, a: &Analysis) -> std::io::Result<()> {
     let mta = a.mta.as_deref().unwrap_or("-");
     if a.recipients.is_empty() {
-        return writeln!(out, "{:<40} {:<16} {:<10} {}", clip(source, 40), a.kind.as_str(), mta, a.error.as_deref().unwrap_or(""));
+        return writeln!(
+            out,
+            "{:<40} {:<16} {:<10} {}",
+            clip(source, 40),
+            a.kind.as_str(),
+            mta,
+            a.error.as_deref().unwrap_or("")
+        );
     }
     for r in &a.recipients {
         writeln!(

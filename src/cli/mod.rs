@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "rebound", version, about = "Understand bounce mailboxes and keep a suppression ledger")]
+#[command(
+    name = "rebound",
+    version,
+    about = "Understand bounce mailboxes and keep a suppression ledger"
+)]
 pub struct Cli {
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
