@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use futures::TryStreamExt;
 use tokio::net::TcpStream;
 
-pub use dovecot::{Dovecot, User, server};
+pub use dovecot::{User, server};
 
 pub type TestSession = async_imap::Session<TcpStream>;
 
