@@ -23,7 +23,9 @@
 
 pub mod analysis;
 pub mod cli;
+pub mod config;
 pub mod imap;
 pub mod input;
+pub mod ledger;
 
 pub use analysis::{Analysis, Kind, Label, Reason, Recipient};

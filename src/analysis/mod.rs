@@ -93,13 +93,206 @@ impl Analysis {
 /// can be found and re-classified after the rules change.
 pub const PARSER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+rules1");
 
-/// Analyses the raw bytes of one message. Never panics, never fails: bytes that are not a
-/// message come back as [`Kind::Unparsed`] with the error.
+/// Analyses the raw bytes of one message with the built-in rules. Never panics, never fails:
+/// bytes that are not a message come back as [`Kind::Unparsed`] with the error.
 pub fn analyze(raw: &[u8]) -> Analysis {
+    analyze_with(raw, rules::RuleSet::builtin())
+}
+
+/// Analyses with a given rule table (user rules prepended to the built-in ones).
+pub fn analyze_with(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
+    // mail-parser is robust, but a panic on hostile input must not take the worker down.
+    match std::panic::catch_unwind(|| analyze_inner(raw, rules)) {
+        Ok(a) => a,
+        Err(_) => Analysis::unparsed("internal error while analysing this message"),
+    }
+}
+
+fn analyze_inner(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
     let mail = match mail::Mail::parse(raw) {
         Ok(m) => m,
         Err(e) => return Analysis::unparsed(e),
     };
-    let _ = &mail;
-    Analysis::unparsed("analysis pipeline not written yet")
+    let mut a = Analysis {
+        kind: Kind::Other,
+        mta: None,
+        feedback_type: None,
+        original: Original::default(),
+        recipients: Vec::new(),
+        envelope: Envelope {
+            message_id: mail.msg.message_id().map(str::to_string),
+            from: mail.from_address(),
+            subject: mail.msg.subject().map(str::to_string),
+            date: mail.msg.date().map(|d| d.to_rfc3339()),
+        },
+        error: None,
+    };
+
+    // 1. ARF complaints (and ARF opt-outs, which are unsubscribe requests).
+    if let Some(c) = arf::parse(&mail) {
+        a.kind = if c.is_opt_out() {
+            Kind::Unsubscribe
+        } else {
+            Kind::Complaint
+        };
+        a.mta = Some("arf".into());
+        a.feedback_type = Some(c.feedback_type.clone());
+        a.recipients = c
+            .recipient
+            .iter()
+            .map(|addr| Recipient {
+                address: addr.clone(),
+                last_attempt: c.arrival_date.clone(),
+                ..Recipient::default()
+            })
+            .collect();
+        a.original = c.original;
+        return a;
+    }
+
+    // 2. RFC 3464 delivery status notifications, 3. MTA-specific templates.
+    let dsn = mail
+        .parts_of_type("message/delivery-status")
+        .chain(mail.parts_of_type("message/global-delivery-status"))
+        .next()
+        .map(|p| rfc3464::Report::parse(&mail::Mail::part_text(p)));
+    let found = lhost::detect(&mail);
+    let mut recipients = dsn.as_ref().map(|r| r.to_recipients()).unwrap_or_default();
+    if let Some(f) = &found {
+        merge_text_evidence(&mut recipients, &f.recipients);
+    }
+    if !recipients.is_empty() {
+        a.mta = Some(match (&found, dsn.is_some()) {
+            (Some(f), _) if f.mta != "generic" => f.mta.to_string(),
+            (_, true) => lhost::fingerprint(&mail).unwrap_or("rfc3464").to_string(),
+            (Some(f), false) => f.mta.to_string(),
+            (None, false) => "unknown".to_string(),
+        });
+        a.original = original::from_parts(&mail)
+            .or_else(|| found.as_ref().and_then(|f| f.original.clone()))
+            .unwrap_or_default();
+        let excluded = |addr: &str| {
+            let local = addr.split('@').next().unwrap_or("").to_ascii_lowercase();
+            matches!(local.as_str(), "mailer-daemon" | "postmaster")
+                || a.original
+                    .from
+                    .as_deref()
+                    .is_some_and(|f| f.eq_ignore_ascii_case(addr))
+        };
+        recipients.retain(|r| !excluded(&r.address));
+        a.kind = kind_of(&recipients);
+        for r in &mut recipients {
+            decide(r, a.kind, rules);
+        }
+        if a.kind == Kind::Bounce {
+            // A bounce reports its failures; delivered or expanded recipients in the same report
+            // are not failures and would count as bounced addresses downstream.
+            recipients
+                .retain(|r| matches!(r.action.as_deref(), Some("failed") | Some("delayed") | None));
+        }
+        a.recipients = recipients;
+        return a;
+    }
+
+    // 4. Automatic replies, 5. unsubscribe requests, 6. anything else.
+    if rfc3834::detect(&mail).is_some() {
+        a.kind = Kind::AutoReply;
+    } else if unsubscribe::detect(&mail).is_some() {
+        a.kind = Kind::Unsubscribe;
+        a.recipients = a
+            .envelope
+            .from
+            .iter()
+            .map(|f| Recipient {
+                address: f.clone(),
+                ..Recipient::default()
+            })
+            .collect();
+    }
+    a
+}
+
+/// The message's kind from its recipients' actions: any failure makes a bounce; otherwise a
+/// delay warning; otherwise (delivered, relayed, expanded) a delivery report.
+fn kind_of(recipients: &[Recipient]) -> Kind {
+    let action = |r: &Recipient| r.action.as_deref().unwrap_or("failed").to_string();
+    if recipients.iter().any(|r| {
+        let a = action(r);
+        a.starts_with("fail")
+            || !matches!(a.as_str(), "delayed" | "delivered" | "relayed" | "expanded")
+    }) {
+        Kind::Bounce
+    } else if recipients.iter().any(|r| action(r) == "delayed") {
+        Kind::Delay
+    } else {
+        Kind::DeliveryReport
+    }
+}
+
+/// Fills the verdict of one recipient from the rule table.
+fn decide(r: &mut Recipient, kind: Kind, rules: &rules::RuleSet) {
+    let action = r.action.as_deref().unwrap_or("failed");
+    let default_class = match action {
+        "delayed" => Some('4'),
+        "delivered" | "relayed" | "expanded" => return,
+        _ => Some('5'),
+    };
+    let d = rules.classify(&rules::Evidence {
+        status: r.status.as_deref(),
+        reply_code: r.reply_code,
+        diagnostic: r.diagnostic.as_deref(),
+        default_class,
+    });
+    r.reason = Some(d.reason);
+    // A delay is temporary by definition, whatever the words in its diagnostic.
+    r.label = Some(if kind == Kind::Delay || action == "delayed" {
+        Label::Soft
+    } else {
+        d.label
+    });
+    r.rule = Some(d.rule);
+}
+
+/// A DSN's fields are authoritative, but many MTAs put the real diagnostic only in the human
+/// text. Fill what the DSN lacks from the text, recipient by recipient; with no DSN at all,
+/// the text's recipients are all there is.
+fn merge_text_evidence(recipients: &mut Vec<Recipient>, text: &[Recipient]) {
+    if recipients.is_empty() {
+        recipients.extend(text.iter().cloned());
+        return;
+    }
+    for r in recipients.iter_mut() {
+        let Some(t) = text
+            .iter()
+            .find(|t| t.address.eq_ignore_ascii_case(&r.address))
+        else {
+            continue;
+        };
+        if r.diagnostic.is_none() {
+            r.diagnostic = t.diagnostic.clone();
+        }
+        if r.reply_code.is_none() {
+            r.reply_code = t.reply_code;
+        }
+        if r.status.is_none() || r.status.as_deref().is_some_and(status::is_generic) {
+            r.status = status::prefer_specific(r.status.take(), t.status.clone());
+        }
+    }
+}
+
+/// Normalises an address a report names: trims quotes and brackets, lowercases it, and checks
+/// it has the shape `local@domain`. Returns `None` for anything else.
+pub fn recipient_address(raw: &str) -> Option<String> {
+    let a = raw
+        .trim()
+        .trim_matches(['<', '>', '"', '\'', '(', ')', '[', ']', ',', ';', ':', '.']);
+    let (local, domain) = a.rsplit_once('@')?;
+    if local.is_empty()
+        || domain.is_empty()
+        || a.contains(char::is_whitespace)
+        || !domain.contains('.') && domain != "localhost"
+    {
+        return None;
+    }
+    Some(a.to_lowercase())
 }

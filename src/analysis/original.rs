@@ -1,1 +1,61 @@
-//! TODO
+//! The returned original message: what the bounced mail was, and who sent it.
+//!
+//! Reports return it as `message/rfc822` (parsed by mail-parser into a nested message), as
+//! `text/rfc822-headers`, or, in non-standard bounces, pasted into the text after a marker
+//! line. Whatever the form, the same few headers are read from it.
+
+use mail_parser::{Message, MessageParser, PartType};
+
+use super::Original;
+use super::mail::{Mail, part_type};
+
+/// The original from a report's returned-message part, if it has one.
+pub fn from_parts(mail: &Mail<'_>) -> Option<Original> {
+    for part in mail.msg.parts.iter().skip(1) {
+        match (&part.body, part_type(part).as_str()) {
+            (PartType::Message(inner), _) => return Some(from_message(inner)),
+            (_, "text/rfc822-headers")
+            | (_, "message/rfc822-headers")
+            | (_, "message/global-headers") => {
+                let text = Mail::part_text(part);
+                return from_header_text(&text);
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Reads the original from header text found inside a body (after a marker like
+/// "------ This is a copy of the message, including all the headers. ------").
+pub fn from_header_text(text: &str) -> Option<Original> {
+    let start = text.trim_start_matches(['\n', '\r', ' ']);
+    let mut block = String::with_capacity(start.len().min(8192) + 2);
+    for line in start.lines() {
+        if line.trim().is_empty() {
+            break;
+        }
+        block.push_str(line);
+        block.push('\n');
+    }
+    block.push('\n');
+    let msg = MessageParser::new().parse_headers(block.as_bytes())?;
+    let original = from_message(&msg);
+    (original != Original::default()).then_some(original)
+}
+
+pub fn from_message(msg: &Message<'_>) -> Original {
+    let addr = |a: Option<&mail_parser::Address<'_>>| {
+        a.and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .map(|s| s.trim().to_ascii_lowercase())
+    };
+    Original {
+        message_id: msg.message_id().map(str::to_string),
+        from: addr(msg.from()),
+        to: addr(msg.to()),
+        subject: msg.subject().map(str::to_string),
+        date: msg.date().map(|d| d.to_rfc3339()),
+        list_unsubscribe: msg.header_raw("List-Unsubscribe").map(super::mail::unfold),
+    }
+}

@@ -1,1 +1,175 @@
-//! TODO
+//! RFC 3464 delivery status notifications: the `message/delivery-status` body.
+//!
+//! mail-parser hands this part back as opaque bytes (it only parses `message/rfc822`), so the
+//! field blocks are split here: one per-message block, then one block per recipient, separated
+//! by blank lines; continuation lines are unfolded; field names compare case-insensitively and
+//! the `type;` prefixes (`rfc822;`, `dns;`, `smtp;`) are stripped from values.
+
+use super::status;
+use super::verdict::Recipient;
+
+/// One block of `Name: value` fields, in order. Names are stored lowercased.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fields(pub Vec<(String, String)>);
+
+impl Fields {
+    /// The first value of a field (name compared case-insensitively).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// A parsed `message/delivery-status` body.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    pub per_message: Fields,
+    pub recipients: Vec<Fields>,
+}
+
+impl Report {
+    /// Splits a delivery-status body into its field blocks. Blocks without a recipient field
+    /// before the first one that has one are per-message fields (some MTAs put a stray blank
+    /// line inside the per-message block).
+    pub fn parse(body: &str) -> Report {
+        let mut report = Report::default();
+        for block in blocks(body) {
+            let is_recipient = block
+                .0
+                .iter()
+                .any(|(n, _)| n == "final-recipient" || n == "original-recipient");
+            if is_recipient {
+                report.recipients.push(block);
+            } else if report.recipients.is_empty() {
+                report.per_message.0.extend(block.0);
+            } else if let Some(last) = report.recipients.last_mut() {
+                // A recipient block broken by a blank line: keep its tail with it.
+                last.0.extend(block.0);
+            }
+        }
+        report
+    }
+
+    /// The recipients of the report as evidence (no verdict yet).
+    pub fn to_recipients(&self) -> Vec<Recipient> {
+        let arrival = self.per_message.get("arrival-date");
+        let reporting = self.per_message.get("reporting-mta").map(strip_type);
+        self.recipients
+            .iter()
+            .filter_map(|f| {
+                let address = f
+                    .get("final-recipient")
+                    .and_then(address_of)
+                    .or_else(|| f.get("original-recipient").and_then(address_of))?;
+                let diagnostic = f
+                    .get("diagnostic-code")
+                    .map(strip_type)
+                    .filter(|d| !d.is_empty());
+                let status_field = f.get("status").and_then(status::find_enhanced);
+                let from_text = diagnostic.as_deref().and_then(status::find_enhanced);
+                let reply_code = diagnostic.as_deref().and_then(status::find_reply_code);
+                Some(Recipient {
+                    address,
+                    action: f.get("action").map(|a| a.trim().to_ascii_lowercase()),
+                    status: status::prefer_specific(status_field, from_text),
+                    reply_code,
+                    diagnostic,
+                    remote_mta: f
+                        .get("remote-mta")
+                        .map(strip_type)
+                        .or_else(|| reporting.clone())
+                        .filter(|s| !s.is_empty()),
+                    last_attempt: f.get("last-attempt-date").or(arrival).map(str::to_string),
+                    ..Recipient::default()
+                })
+            })
+            .collect()
+    }
+}
+
+/// Splits text into blank-line separated blocks of unfolded fields.
+fn blocks(body: &str) -> Vec<Fields> {
+    let mut out = Vec::new();
+    let mut cur = Fields::default();
+    for line in body.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            if !cur.0.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, v)) = cur.0.last_mut() {
+                v.push(' ');
+                v.push_str(line.trim());
+            }
+            continue;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            let name = name.trim();
+            if !name.is_empty() && !name.contains(' ') {
+                cur.0
+                    .push((name.to_ascii_lowercase(), value.trim().to_string()));
+            }
+        }
+    }
+    if !cur.0.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Removes an RFC 3464 type prefix (`rfc822;`, `dns;`, `smtp;`, `X-Postfix;`) from a value.
+pub fn strip_type(value: &str) -> String {
+    match value.split_once(';') {
+        Some((ty, rest)) if !ty.is_empty() && ty.len() <= 16 && !ty.contains([' ', '@', '<']) => {
+            rest.trim().to_string()
+        }
+        _ => value.trim().to_string(),
+    }
+}
+
+/// The bare address of a `Final-Recipient`/`Original-Recipient` value.
+pub fn address_of(value: &str) -> Option<String> {
+    let v = strip_type(value);
+    let v = v
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
+    let v = v
+        .split_whitespace()
+        .next()?
+        .trim_matches(['<', '>', '"', '\'']);
+    super::recipient_address(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_blocks_and_unfolds() {
+        let body = "Reporting-MTA: dns; mx.example.net\r\nArrival-Date: Mon, 2 Nov 2026 10:00:00 +0000\r\n\r\nFinal-Recipient: rfc822; Bob@Example.org\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 <bob@example.org>:\r\n    Recipient address rejected: User unknown\r\n\r\nFinal-Recipient: rfc822;carol@example.org\r\nAction: delayed\r\nStatus: 4.2.2\r\n";
+        let r = Report::parse(body);
+        assert_eq!(
+            r.per_message.get("reporting-mta"),
+            Some("dns; mx.example.net")
+        );
+        let rs = r.to_recipients();
+        assert_eq!(rs.len(), 2);
+        assert_eq!(rs[0].address, "bob@example.org");
+        assert_eq!(rs[0].status.as_deref(), Some("5.1.1"));
+        assert_eq!(rs[0].reply_code, Some(550));
+        assert_eq!(
+            rs[0].diagnostic.as_deref(),
+            Some("550 5.1.1 <bob@example.org>: Recipient address rejected: User unknown")
+        );
+        assert_eq!(rs[1].action.as_deref(), Some("delayed"));
+        assert_eq!(rs[1].remote_mta.as_deref(), Some("mx.example.net"));
+    }
+}

@@ -1,1 +1,266 @@
-//! TODO
+//! The classification rule table: data in `rules/rules.toml`, compiled once.
+//!
+//! A rule is a conjunction of optional conditions on the evidence of one recipient (enhanced
+//! status, reply code, status class, a case-insensitive pattern on the diagnostic). Rules are
+//! tried in order; the first that holds decides the reason, and its id is the verdict's
+//! `rule`. All patterns are compiled into one `RegexSet`, so the diagnostic is scanned once
+//! whatever the number of rules, in time linear in its length (no backtracking engine: a rule
+//! table must not be a ReDoS vector).
+
+use std::sync::LazyLock;
+
+use regex::{RegexSet, RegexSetBuilder};
+use serde::Deserialize;
+
+use super::status;
+use super::verdict::{Label, Reason};
+
+/// The rule table shipped in the binary.
+pub const BUILTIN_RULES: &str = include_str!("rules/rules.toml");
+
+static BUILTIN: LazyLock<RuleSet> =
+    LazyLock::new(|| RuleSet::from_toml(BUILTIN_RULES).expect("built-in rules.toml is valid"));
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleSpec {
+    id: String,
+    #[serde(default)]
+    status: Vec<String>,
+    #[serde(default)]
+    reply: Vec<u16>,
+    class: Option<String>,
+    pattern: Option<String>,
+    reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Table {
+    #[serde(default)]
+    rule: Vec<RuleSpec>,
+}
+
+#[derive(Debug)]
+struct Rule {
+    id: String,
+    status: Vec<String>,
+    reply: Vec<u16>,
+    class: Option<char>,
+    pattern: Option<usize>,
+    reason: Reason,
+}
+
+/// The evidence a rule looks at.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Evidence<'a> {
+    pub status: Option<&'a str>,
+    pub reply_code: Option<u16>,
+    pub diagnostic: Option<&'a str>,
+    /// The failure class when neither status nor reply code gives one (from the DSN action:
+    /// failed → '5', delayed → '4').
+    pub default_class: Option<char>,
+}
+
+/// What the rules decided for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub reason: Reason,
+    pub label: Label,
+    pub rule: String,
+}
+
+/// An ordered, compiled rule table.
+#[derive(Debug)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    patterns: RegexSet,
+}
+
+impl RuleSet {
+    /// The built-in table.
+    pub fn builtin() -> &'static RuleSet {
+        &BUILTIN
+    }
+
+    /// Compiles a TOML rule table (see `rules/rules.toml` for the format).
+    pub fn from_toml(text: &str) -> Result<RuleSet, String> {
+        Self::from_tomls(&[text])
+    }
+
+    /// Compiles several tables into one, in order: user rules go before the built-in ones.
+    pub fn from_tomls(texts: &[&str]) -> Result<RuleSet, String> {
+        let mut rules = Vec::new();
+        let mut patterns = Vec::new();
+        for text in texts {
+            let table: Table = toml::from_str(text).map_err(|e| format!("rule table: {e}"))?;
+            for spec in table.rule {
+                let reason = Reason::parse(&spec.reason)
+                    .ok_or_else(|| format!("rule {}: unknown reason {:?}", spec.id, spec.reason))?;
+                let class = match spec.class.as_deref() {
+                    None => None,
+                    Some(c @ ("2" | "4" | "5")) => c.chars().next(),
+                    Some(other) => {
+                        return Err(format!(
+                            "rule {}: class must be 4 or 5, not {other:?}",
+                            spec.id
+                        ));
+                    }
+                };
+                let pattern = spec.pattern.map(|p| {
+                    patterns.push(p);
+                    patterns.len() - 1
+                });
+                rules.push(Rule {
+                    id: spec.id,
+                    status: spec.status,
+                    reply: spec.reply,
+                    class,
+                    pattern,
+                    reason,
+                });
+            }
+        }
+        let patterns = RegexSetBuilder::new(&patterns)
+            .case_insensitive(true)
+            .size_limit(64 << 20)
+            .build()
+            .map_err(|e| format!("rule pattern: {e}"))?;
+        Ok(RuleSet { rules, patterns })
+    }
+
+    /// Classifies one recipient's evidence. Always decides: when no rule holds, the reason is
+    /// `undetermined` and the label follows the status class.
+    pub fn classify(&self, ev: &Evidence<'_>) -> Decision {
+        let class = status::class_of(ev.status, ev.reply_code).or(ev.default_class);
+        let matched = ev.diagnostic.map(|d| self.patterns.matches(d));
+        for rule in &self.rules {
+            if !rule.status.is_empty()
+                && !ev
+                    .status
+                    .is_some_and(|s| rule.status.iter().any(|p| status_matches(p, s)))
+            {
+                continue;
+            }
+            if !rule.reply.is_empty() && !ev.reply_code.is_some_and(|c| rule.reply.contains(&c)) {
+                continue;
+            }
+            if rule.class.is_some() && rule.class != class {
+                continue;
+            }
+            if let Some(i) = rule.pattern
+                && !matched.as_ref().is_some_and(|m| m.matched(i))
+            {
+                continue;
+            }
+            return Decision {
+                reason: rule.reason,
+                label: rule.reason.label_for(class),
+                rule: rule.id.clone(),
+            };
+        }
+        let id = match class {
+            Some(c) => format!("class={c}xx"),
+            None => "default".to_string(),
+        };
+        Decision {
+            reason: Reason::Undetermined,
+            label: Reason::Undetermined.label_for(class),
+            rule: id,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+/// `5.1.1` matches `5.1.1`; `5.7.*` matches any `5.7.x`; `*.1.1` matches `4.1.1` and `5.1.1`.
+fn status_matches(pattern: &str, status: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut s = status.split('.');
+    loop {
+        match (p.next(), s.next()) {
+            (None, None) => return true,
+            (Some("*"), Some(_)) => {
+                if p.clone().next().is_none() {
+                    return true;
+                }
+            }
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decide(status: Option<&str>, code: Option<u16>, diag: &str) -> Decision {
+        RuleSet::builtin().classify(&Evidence {
+            status,
+            reply_code: code,
+            diagnostic: Some(diag),
+            default_class: Some('5'),
+        })
+    }
+
+    #[test]
+    fn builtin_table_compiles_and_orders() {
+        assert!(RuleSet::builtin().len() > 40);
+        let d = decide(
+            Some("5.1.1"),
+            Some(550),
+            "550 5.1.1 <a@example.org>: Recipient address rejected: User unknown",
+        );
+        assert_eq!((d.reason, d.label), (Reason::UserUnknown, Label::Hard));
+        let d = decide(
+            Some("5.7.1"),
+            Some(550),
+            "550 5.7.1 Message rejected for policy reasons",
+        );
+        assert_eq!(
+            (d.label, d.rule.as_str()),
+            (Label::Blocked, "keyword=policy")
+        );
+        let d = decide(Some("4.2.2"), Some(450), "450 4.2.2 Mailbox full");
+        assert_eq!((d.reason, d.label), (Reason::MailboxFull, Label::Soft));
+        let d = decide(
+            Some("5.7.13"),
+            Some(550),
+            "550 5.7.13 user account disabled",
+        );
+        assert_eq!((d.reason, d.label), (Reason::MailboxDisabled, Label::Hard));
+        let d = decide(Some("5.0.0"), Some(550), "550 5.0.0 rejected");
+        assert_eq!((d.reason, d.label), (Reason::Undetermined, Label::Hard));
+    }
+
+    #[test]
+    fn status_patterns() {
+        assert!(status_matches("5.7.*", "5.7.26"));
+        assert!(status_matches("*.1.1", "4.1.1"));
+        assert!(!status_matches("*.1.1", "5.1.10"));
+        assert!(status_matches("*.3.*", "5.3.0"));
+    }
+
+    #[test]
+    fn user_rules_go_first_and_bad_tables_fail() {
+        let user = "[[rule]]\nid = \"local=full\"\npattern = \"acme overflow\"\nreason = \"mailbox_full\"\n";
+        let set = RuleSet::from_tomls(&[user, BUILTIN_RULES]).unwrap();
+        let d = set.classify(&Evidence {
+            diagnostic: Some("550 acme overflow user unknown"),
+            ..Default::default()
+        });
+        assert_eq!(d.rule, "local=full");
+        assert!(RuleSet::from_toml("[[rule]]\nid = \"x\"\nreason = \"nonsense\"\n").is_err());
+        assert!(
+            RuleSet::from_toml("[[rule]]\nid = \"x\"\npattern = \"(\"\nreason = \"policy\"\n")
+                .is_err()
+        );
+    }
+}

@@ -1,1 +1,92 @@
-//! TODO
+//! Enhanced status codes (RFC 3463) and SMTP reply codes found in free text.
+//!
+//! Diagnostics mix codes with IP addresses, version numbers and dates, so a match must stand
+//! alone: `192.5.1.1` contains no status and `2026` is no reply code.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+static ENHANCED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:^|[^\d.])([245])\.(\d{1,3})\.(\d{1,3})(?:[^\d.]|\.(?:\D|$)|$)").unwrap()
+});
+static REPLY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?:^|[^\w.\-/:#])([245][0-5]\d)(?:[ \-]|$)").unwrap());
+
+/// The first enhanced status code in the text, normalised (`5.1.1`).
+pub fn find_enhanced(text: &str) -> Option<String> {
+    let c = ENHANCED.captures(text)?;
+    let (a, b, d) = (&c[1], &c[2], &c[3]);
+    // Normalise `5.01.001` style zero padding.
+    let b: u32 = b.parse().ok()?;
+    let d: u32 = d.parse().ok()?;
+    Some(format!("{a}.{b}.{d}"))
+}
+
+/// Every enhanced status code in the text, in order.
+pub fn find_all_enhanced(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(c) = ENHANCED.captures(rest) {
+        let m = c.get(3).unwrap();
+        if let (Ok(b), Ok(d)) = (c[2].parse::<u32>(), c[3].parse::<u32>()) {
+            out.push(format!("{}.{b}.{d}", &c[1]));
+        }
+        rest = &rest[m.end()..];
+    }
+    out
+}
+
+/// The first SMTP reply code (2xx/4xx/5xx) standing alone in the text.
+pub fn find_reply_code(text: &str) -> Option<u16> {
+    REPLY.captures(text).and_then(|c| c[1].parse().ok())
+}
+
+/// Picks the better of a DSN `Status:` field and a code found in the diagnostic: the field,
+/// unless it is a generic `x.0.0` and the diagnostic carries a specific code of the same class.
+pub fn prefer_specific(field: Option<String>, from_text: Option<String>) -> Option<String> {
+    match (field, from_text) {
+        (Some(f), Some(t)) if is_generic(&f) && !is_generic(&t) && f[..1] == t[..1] => Some(t),
+        (Some(f), _) => Some(f),
+        (None, t) => t,
+    }
+}
+
+/// `x.0.0`: a status that says only "failed" or "delayed".
+pub fn is_generic(status: &str) -> bool {
+    status.ends_with(".0.0")
+}
+
+/// The class digit of a status or reply code: '2', '4' or '5'.
+pub fn class_of(status: Option<&str>, reply_code: Option<u16>) -> Option<char> {
+    status
+        .and_then(|s| s.chars().next())
+        .or_else(|| reply_code.and_then(|c| char::from_digit((c / 100) as u32, 10)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_codes_alone_only() {
+        assert_eq!(
+            find_enhanced("550 5.1.1 <a@b>: unknown").as_deref(),
+            Some("5.1.1")
+        );
+        assert_eq!(find_enhanced("host 192.5.1.1 said hi"), None);
+        assert_eq!(find_enhanced("#5.1.10 RESOLVER").as_deref(), Some("5.1.10"));
+        assert_eq!(find_enhanced("Status: 4.4.7."), Some("4.4.7".into()));
+        assert_eq!(find_reply_code("host said: 550-5.1.1 The email"), Some(550));
+        assert_eq!(find_reply_code("in 2026 at port 25"), None);
+        assert_eq!(find_reply_code("smtp;550 5.1.1"), Some(550));
+        assert_eq!(
+            prefer_specific(Some("5.0.0".into()), Some("5.1.1".into())).as_deref(),
+            Some("5.1.1")
+        );
+        assert_eq!(
+            prefer_specific(Some("5.2.2".into()), Some("5.1.1".into())).as_deref(),
+            Some("5.2.2")
+        );
+    }
+}

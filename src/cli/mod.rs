@@ -2,11 +2,18 @@
 //! carry their context up to `main`, which prints them.
 
 mod classify;
+mod explain;
+mod ingest;
+mod reactivate;
+mod reclassify;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::ledger::Ledger;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -33,11 +40,94 @@ pub enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Analyse messages in files, directories, Maildirs or mbox files into the ledger.
+    Ingest {
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        /// `.eml` files, directories (walked recursively, Maildirs included) or mbox files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Re-run the analysis on stored messages and rebuild events and the projection.
+    Reclassify {
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        /// Only messages received on or after this date (2026-11-01, or a full time).
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Show an address's state, its evidence and every state change with its rule.
+    Explain {
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        address: String,
+    },
+    /// Return a soft-limited or quarantined address to active (audited).
+    Reactivate {
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        address: String,
+        /// Also lift a permanent suppression (hard, invalid, complaint, unsubscribe, manual).
+        #[arg(long)]
+        force: bool,
+        /// Why, for the audit trail.
+        #[arg(long, default_value = "reactivated by an operator")]
+        note: String,
+    },
+}
+
+/// Where the ledger is: `--db`, else the config's `[database] path`, else `rebound.db` beside
+/// the config file.
+#[derive(Args, Debug, Clone)]
+pub struct LedgerArgs {
+    /// The ledger database file.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// The config file (TOML): database path and `[policy]`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl LedgerArgs {
+    /// Loads the config and opens (creating if needed) the ledger it names.
+    pub fn open(&self) -> anyhow::Result<(Config, Ledger)> {
+        let config = Config::load_or_default(self.config.as_deref())?;
+        let path = config.database_path(self.db.as_deref());
+        let ledger = Ledger::open(&path, config.policy.clone())?;
+        Ok((config, ledger))
+    }
+
+    /// Like [`LedgerArgs::open`], but refuses to create a ledger that does not exist (reports
+    /// on a typo'd path should fail, not print an empty history).
+    pub fn open_existing(&self) -> anyhow::Result<(Config, Ledger)> {
+        let config = Config::load_or_default(self.config.as_deref())?;
+        let path = config.database_path(self.db.as_deref());
+        anyhow::ensure!(
+            exists(&path),
+            "no ledger at {} (run rebound ingest first, or pass --db)",
+            path.display()
+        );
+        let ledger = Ledger::open(&path, config.policy.clone())?;
+        Ok((config, ledger))
+    }
+}
+
+fn exists(path: &Path) -> bool {
+    path.metadata().is_ok_and(|m| m.len() > 0)
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Classify { json, paths } => classify::run(&paths, json),
+        Command::Ingest { ledger, paths } => ingest::run(&ledger, &paths),
+        Command::Reclassify { ledger, since } => reclassify::run(&ledger, since.as_deref()),
+        Command::Explain { ledger, address } => explain::run(&ledger, &address),
+        Command::Reactivate {
+            ledger,
+            address,
+            force,
+            note,
+        } => reactivate::run(&ledger, &address, force, &note),
     }
 }
 

@@ -1,1 +1,82 @@
-//! TODO
+//! Non-standard bounces: one module per MTA family ("lhost", the host that wrote the bounce).
+//!
+//! Many MTAs still send bounces as plain text (qmail, classic Exim and Sendmail, Exchange 2003,
+//! Domino...) or wrap an RFC 3464 report around a human text that holds the real diagnostic.
+//! Each module here recognises its own template by cheap fingerprints (From, Subject, a marker
+//! line) and extracts the failed recipients with their status, reply code and diagnostic.
+//! Modules are tried in [`MODULES`] order; the first that recognises a message names its `mta`.
+//! [`generic`] comes last: any message from a mailer-daemon with an address followed by an
+//! SMTP error.
+//!
+//! A module never decides a label: it only gathers evidence. The rule table decides.
+
+pub mod generic;
+pub mod text;
+
+use super::Original;
+use super::mail::Mail;
+use super::verdict::Recipient;
+
+/// What an MTA module found in a message.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    pub mta: &'static str,
+    /// Recipients with their evidence; `action` is `failed` unless the template says it is a
+    /// delay warning (`delayed`).
+    pub recipients: Vec<Recipient>,
+    /// The returned original, when the template pastes it into the text.
+    pub original: Option<Original>,
+}
+
+/// A module: its name (the `mta` it reports) and its parser.
+pub struct Lhost {
+    pub name: &'static str,
+    pub parse: fn(&Mail<'_>) -> Option<Found>,
+}
+
+/// Every module, in the order they are tried. Specific templates first, `generic` last.
+pub const MODULES: &[Lhost] = &[Lhost {
+    name: "generic",
+    parse: generic::parse,
+}];
+
+/// The first module that recognises the message.
+pub fn detect(mail: &Mail<'_>) -> Option<Found> {
+    MODULES.iter().find_map(|m| (m.parse)(mail))
+}
+
+/// The name of the MTA that wrote a structured (RFC 3464) report, from its fingerprints, for
+/// reports no module parsed.
+pub fn fingerprint(mail: &Mail<'_>) -> Option<&'static str> {
+    let has = |name: &str| mail.msg.header_raw(name).is_some();
+    let from = mail.from_address().unwrap_or_default();
+    let reporting = mail
+        .parts_of_type("message/delivery-status")
+        .next()
+        .map(|p| Mail::part_text(p).to_ascii_lowercase())
+        .unwrap_or_default();
+    Some(
+        if has("X-Postfix-Queue-ID") || mail.text.contains("This is the mail system at host") {
+            "postfix"
+        } else if has("X-Failed-Recipients") || reporting.contains("x-exim") {
+            "exim"
+        } else if reporting.contains("x-postfix") {
+            "postfix"
+        } else if from.ends_with("@googlemail.com")
+            || from.ends_with("@google.com")
+            || reporting.contains("google.com")
+        {
+            "gmail"
+        } else if has("X-MS-Exchange-Message-Is-Ndr")
+            || has("X-MS-Exchange-Organization-SCL") && mail.subject().starts_with("Undeliverable")
+        {
+            "exchange"
+        } else if reporting.contains("amazonses") || has("X-SES-Outgoing") {
+            "amazonses"
+        } else if reporting.contains("x-sendmail") || reporting.contains("sendmail") {
+            "sendmail"
+        } else {
+            return None;
+        },
+    )
+}

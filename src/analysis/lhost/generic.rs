@@ -1,0 +1,32 @@
+//! The last resort: a message from a mailer-daemon (or with a bounce subject and an SMTP error
+//! in its text) that no specific module recognised. Addresses in the notice part, with the
+//! lines that follow them, become recipients.
+
+use super::super::mail::Mail;
+use super::super::status;
+use super::text::{self, Exclusions};
+use super::{super::original, Found};
+
+pub fn parse(mail: &Mail<'_>) -> Option<Found> {
+    let sender = text::from_bounce_sender(mail);
+    let subject = text::bounce_subject(mail);
+    let (notice, returned) = text::split_original(&mail.text);
+    let has_code =
+        status::find_enhanced(notice).is_some() || status::find_reply_code(notice).is_some();
+    if !(sender && (subject || has_code) || subject && has_code) {
+        return None;
+    }
+    let original = returned
+        .and_then(original::from_header_text)
+        .or_else(|| original::from_parts(mail));
+    let excl = Exclusions::for_mail(mail, &[original.as_ref().and_then(|o| o.from.as_deref())]);
+    let recipients = text::scan(notice, &excl, "failed");
+    if recipients.is_empty() {
+        return None;
+    }
+    Some(Found {
+        mta: "generic",
+        recipients,
+        original,
+    })
+}

@@ -1,0 +1,202 @@
+//! Shared tools for reading bounces written as prose: who sent it, where the returned
+//! original begins, and which lines name a failed recipient with its diagnostic.
+
+use std::sync::LazyLock;
+
+use regex::{Regex, RegexBuilder};
+
+use super::super::mail::Mail;
+use super::super::verdict::Recipient;
+use super::super::{recipient_address, status};
+
+static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[A-Za-z0-9][A-Za-z0-9._%+\-=/!#$&'*^`{|}~]*@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)+")
+        .unwrap()
+});
+
+/// Senders that write bounces: the local parts and display names MTAs use.
+static BOUNCE_SENDER: LazyLock<Regex> = LazyLock::new(|| {
+    RegexBuilder::new(r"^(mailer-daemon|postmaster|mail-daemon|maildaemon|mailerdaemon|bounces?|bounce-\S*|mdaemon|nobody|root|mail|smtp|msgdelivery|mail-?delivery|double-bounce|noreply-dmarc|daemon|returns?)(@|$)|mail delivery (system|subsystem|service)|mailer.daemon|postmaster|delivery (status|subsystem|notification)|microsoft outlook|mail administrator|mailer$")
+        .case_insensitive(true)
+        .build()
+        .unwrap()
+});
+
+/// Subjects of bounces and delay warnings across MTAs and languages.
+static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    RegexBuilder::new(r"undeliver|undelivered|delivery (status notification|failure|failed|has failed|problem|notification)|returned mail|return(ed)? to sender|failure notice|mail delivery fail|delivery (report|error)|could not (be )?deliver|not (be )?delivered|nondeliverable|non[- ]?delivery|message (not|could not be) delivered|delivery unsuccessful|mail system error|rejected|bounce|warning: could not send|delayed mail|delivery delayed|delivery notification|unzustellbar|nicht zugestellt|non (remis|distribu)|non recapitabile|n[aã]o (foi )?entregue|falha na entrega|mensagem n[aã]o|no (se pudo )?entrega|error de entrega|onbestelbaar|niet bezorgd|returned message|mail failure|permanent (failure|error)|undeliverable|failed delivery|notification d.[eé]tat|不達|エラー|配信不能|未送達|送信できません|メール送信|Mail could not|Notice of Failed|Warning: message")
+        .case_insensitive(true)
+        .build()
+        .unwrap()
+});
+
+/// Lines after which the text is the returned original, not the bounce.
+static ORIGINAL_MARKER: LazyLock<Regex> = LazyLock::new(|| {
+    RegexBuilder::new(r"(?m)^[\s\->=*_]*(this is a copy of the (original )?message|below this line is a copy of the message|original message (follows|headers)|-+ ?original message ?-+|-+ ?returned message ?-+|unsent message below|the (original|returned) message (headers )?(follows|is attached|was)|here (is|are) (the )?(original|returned|partial) (message|headers)|message headers follow|-+ ?(start|begin) of (returned|original) (message|headers|message content)|-+ ?undelivered message ?-+|-+ ?received headers ?-+|headers of (the )?(original|returned) message|copy of (the )?original message|your message reads|-+ ?message text ?-+|a copy of your message|content-type: message/rfc822|content-type: text/rfc822-headers)")
+        .case_insensitive(true)
+        .build()
+        .unwrap()
+});
+
+/// True if the message comes from a bounce-writing sender (or has the null return path).
+pub fn from_bounce_sender(mail: &Mail<'_>) -> bool {
+    let from = mail.from_address().unwrap_or_default();
+    let name = mail.from_name().unwrap_or_default();
+    let null_path = mail.header("Return-Path").is_some_and(|r| r.trim() == "<>");
+    null_path || BOUNCE_SENDER.is_match(&from) || BOUNCE_SENDER.is_match(&name)
+}
+
+/// True if the subject reads like a bounce or a delay warning.
+pub fn bounce_subject(mail: &Mail<'_>) -> bool {
+    BOUNCE_SUBJECT.is_match(mail.subject())
+}
+
+/// Splits a bounce text into the notice and the returned original (if a marker is found).
+pub fn split_original(text: &str) -> (&str, Option<&str>) {
+    match ORIGINAL_MARKER.find(text) {
+        Some(m) => {
+            let rest = &text[m.end()..];
+            let rest = rest.split_once('\n').map(|(_, r)| r).unwrap_or("");
+            (&text[..m.start()], Some(rest))
+        }
+        None => (text, None),
+    }
+}
+
+/// Every address in a line.
+pub fn addresses(line: &str) -> impl Iterator<Item = &str> {
+    ADDRESS
+        .find_iter(line)
+        .map(|m| m.as_str().trim_end_matches(['.', '-']))
+}
+
+/// Addresses that are never a bounced recipient: the bounce's own From and To (the sender of
+/// the original), the original's From, and bounce-handling mailboxes.
+pub struct Exclusions {
+    addrs: Vec<String>,
+}
+
+impl Exclusions {
+    pub fn for_mail(mail: &Mail<'_>, extra: &[Option<&str>]) -> Exclusions {
+        let mut addrs: Vec<String> = Vec::new();
+        addrs.extend(mail.from_address());
+        addrs.extend(
+            mail.msg
+                .to()
+                .into_iter()
+                .flat_map(|a| a.iter())
+                .filter_map(|a| a.address())
+                .map(|a| a.to_ascii_lowercase()),
+        );
+        if let Some(rp) = mail.header("Return-Path") {
+            addrs.extend(addresses(&rp).map(|a| a.to_ascii_lowercase()));
+        }
+        addrs.extend(extra.iter().flatten().map(|s| s.to_ascii_lowercase()));
+        Exclusions { addrs }
+    }
+
+    pub fn excludes(&self, address: &str) -> bool {
+        let a = address.to_ascii_lowercase();
+        let local = a.split('@').next().unwrap_or("");
+        self.addrs.contains(&a)
+            || matches!(
+                local,
+                "mailer-daemon" | "postmaster" | "mail-daemon" | "double-bounce"
+            )
+            || local.starts_with("bounce")
+            || local.starts_with("prvs=") && a.contains("bounce")
+    }
+
+    pub fn add(&mut self, address: &str) {
+        self.addrs.push(address.to_ascii_lowercase());
+    }
+}
+
+/// A recipient built from an address and the diagnostic text found for it.
+pub fn recipient(address: &str, diagnostic: &str, action: &str) -> Option<Recipient> {
+    let address = recipient_address(address)?;
+    let diagnostic = squash(diagnostic);
+    Some(Recipient {
+        address,
+        action: Some(action.to_string()),
+        status: status::find_enhanced(&diagnostic),
+        reply_code: status::find_reply_code(&diagnostic),
+        diagnostic: (!diagnostic.is_empty()).then_some(diagnostic),
+        ..Recipient::default()
+    })
+}
+
+/// Collapses runs of whitespace (text diagnostics are wrapped and indented).
+pub fn squash(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Lines that are headers of a quoted message, not notices about a recipient.
+pub fn is_header_line(line: &str) -> bool {
+    let l = line.trim_start();
+    let Some((name, _)) = l.split_once(':') else {
+        return false;
+    };
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "from"
+            | "to"
+            | "cc"
+            | "return-path"
+            | "reply-to"
+            | "sender"
+            | "message-id"
+            | "in-reply-to"
+            | "references"
+            | "envelope-to"
+            | "delivered-to"
+            | "received"
+            | "date"
+            | "subject"
+            | "x-original-to"
+            | "list-unsubscribe"
+    )
+}
+
+/// The generic extraction: each line naming an address (not excluded, not a quoted header)
+/// opens a recipient; its diagnostic is the rest of that line and the following lines up to a
+/// blank line or the next recipient line.
+pub fn scan(notice: &str, excl: &Exclusions, action: &str) -> Vec<Recipient> {
+    let lines: Vec<&str> = notice.lines().collect();
+    let mut out: Vec<Recipient> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let found: Vec<&str> = if is_header_line(line) {
+            Vec::new()
+        } else {
+            addresses(line).filter(|a| !excl.excludes(a)).collect()
+        };
+        if found.is_empty() {
+            i += 1;
+            continue;
+        }
+        let mut diag = String::from(line);
+        let mut j = i + 1;
+        while j < lines.len() && !lines[j].trim().is_empty() && j - i < 8 {
+            if !is_header_line(lines[j])
+                && addresses(lines[j]).any(|a| !excl.excludes(a))
+                && !lines[j].starts_with([' ', '\t'])
+            {
+                break;
+            }
+            diag.push(' ');
+            diag.push_str(lines[j].trim());
+            j += 1;
+        }
+        for a in found {
+            if let Some(r) = recipient(a, &diag, action)
+                && !out.iter().any(|o| o.address == r.address)
+            {
+                out.push(r);
+            }
+        }
+        i = j;
+    }
+    out
+}

@@ -1,0 +1,184 @@
+//! `rebound explain ADDRESS`: the address's state, its evidence (every event, oldest first)
+//! and every state change with the policy rule that fired.
+
+use std::process::ExitCode;
+
+use rusqlite::{OptionalExtension, params};
+
+use super::LedgerArgs;
+use crate::ledger::normalize_address;
+
+pub fn run(args: &LedgerArgs, address: &str) -> anyhow::Result<ExitCode> {
+    let (_, ledger) = args.open_existing()?;
+    let conn = ledger.connection();
+    let address = normalize_address(address).unwrap_or_else(|| address.to_lowercase());
+    type Row = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        i64,
+        i64,
+        Option<String>,
+        String,
+        String,
+        bool,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let row: Option<Row> = conn
+        .query_row(
+            "SELECT domain, state, suppression_reason, state_since, state_event_id, attempts, soft_count,
+                    next_retry_at, first_seen_at, last_seen_at, is_role, last_label, last_reason,
+                    last_status, last_diagnostic
+             FROM addresses WHERE address = ?1",
+            [&address],
+            |r| {
+                Ok((
+                    r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?,
+                    r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?, r.get(13)?, r.get(14)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((
+        domain,
+        state,
+        reason,
+        since,
+        state_event,
+        attempts,
+        soft,
+        next_retry,
+        first,
+        last,
+        role,
+        ll,
+        lr,
+        ls,
+        ld,
+    )) = row
+    else {
+        eprintln!("rebound: {address}: not in the ledger");
+        return Ok(ExitCode::from(1));
+    };
+    let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    println!("{address}{}", if role { "  (role account)" } else { "" });
+    let shown = reason
+        .as_ref()
+        .map_or(state.clone(), |r| format!("{state} ({r})"));
+    println!(
+        "  state:      {shown} since {} (event {})",
+        dash(&since),
+        state_event.map_or("-".into(), |e| e.to_string())
+    );
+    if let Some(t) = &next_retry {
+        println!("  next retry: {t}");
+    }
+    println!("  attempts:   {attempts} bounces, {soft} soft counting toward the limit");
+    println!("  seen:       {first} … {last}");
+    println!(
+        "  last bounce: {} {} {} {}",
+        dash(&ll),
+        dash(&lr),
+        dash(&ls),
+        dash(&ld)
+    );
+
+    let mut pauses = conn.prepare(
+        "SELECT reason, started_at, paused_until, event_count,
+                paused_until > strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+         FROM domain_pauses WHERE domain = ?1 ORDER BY started_at",
+    )?;
+    let pauses: Vec<(String, String, String, i64, bool)> = pauses
+        .query_map([&domain], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    if !pauses.is_empty() {
+        println!("\ndomain {domain} pauses:");
+        for (reason, from, until, n, now) in pauses {
+            println!(
+                "  {from} → {until}  {reason}, {n} events{}",
+                if now { "  (PAUSED NOW)" } else { "" }
+            );
+        }
+    }
+
+    println!("\nevents (oldest first):");
+    let mut events = conn.prepare(
+        "SELECT e.id, e.event_time, e.role, e.kind, e.label, e.reason, e.status, e.rule,
+                coalesce(e.diagnostic, e.note), coalesce(m.source_path, m.mailbox || '/' || m.folder || ' uid ' || m.uid)
+         FROM events e LEFT JOIN messages m ON m.id = e.message_id
+         WHERE e.address = ?1 ORDER BY e.event_time, e.sort_key, e.recipient_index, e.id",
+    )?;
+    let rows = events.query_map(params![address], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, Option<String>>(4)?,
+            r.get::<_, Option<String>>(5)?,
+            r.get::<_, Option<String>>(6)?,
+            r.get::<_, Option<String>>(7)?,
+            r.get::<_, Option<String>>(8)?,
+            r.get::<_, Option<String>>(9)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, t, role, kind, label, reason, status, rule, diag, source) = row?;
+        let kind = if role == "sender" {
+            format!("{kind} (from)")
+        } else {
+            kind
+        };
+        println!(
+            "  #{id:<5} {t}  {kind:<16} {:<8} {:<18} {:<7} rule {}",
+            dash(&label),
+            dash(&reason),
+            dash(&status),
+            dash(&rule)
+        );
+        if let Some(d) = diag {
+            println!("          {d}");
+        }
+        if let Some(s) = source {
+            println!("          from {s}");
+        }
+    }
+
+    println!("\nstate changes:");
+    let mut changes = conn.prepare(
+        "SELECT changed_at, from_state, to_state, suppression_reason, rule, detail, event_id
+         FROM state_changes WHERE address = ?1 ORDER BY id",
+    )?;
+    let rows = changes.query_map([&address], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, Option<i64>>(6)?,
+        ))
+    })?;
+    let mut any = false;
+    for row in rows {
+        let (t, from, to, why, rule, detail, event) = row?;
+        any = true;
+        let to = why.map_or(to.clone(), |w| format!("{to} ({w})"));
+        println!(
+            "  {t}  {from} → {to}  rule {rule}: {detail} (event #{})",
+            event.map_or("-".into(), |e| e.to_string())
+        );
+    }
+    if !any {
+        println!("  none: the address has always been active");
+    }
+    Ok(ExitCode::SUCCESS)
+}

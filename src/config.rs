@@ -1,0 +1,126 @@
+//! The configuration file (TOML). Every section is optional; an empty file is a valid config.
+//!
+//! ```toml
+//! [database]
+//! path = "rebound.db"        # relative to this file; default: rebound.db beside it
+//!
+//! [policy]
+//! soft_backoff = ["4h", "24h", "72h"]
+//! soft_limit = 3
+//! [policy.blocked]
+//! threshold = 5
+//! window = "1h"
+//! pause = "24h"
+//! ```
+//!
+//! Sections are strict (`deny_unknown_fields`) so that a typo in a policy number is an error,
+//! not a silently ignored default; the top level is not, so that sections added by other parts
+//! of rebound (IMAP `[[mailbox]]`) never break an older loader.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::ledger::Policy;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub policy: Policy,
+    // IMAP mailboxes (`[[mailbox]]`) go here: `pub mailbox: Vec<...>`.
+    /// Where the file was loaded from (relative paths in it are resolved against its directory).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// The ledger file. Relative paths are relative to the config file's directory.
+    pub path: Option<PathBuf>,
+}
+
+/// The ledger's file name when nothing else says where it is.
+pub const DEFAULT_DATABASE: &str = "rebound.db";
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the config file {}", path.display()))?;
+        let mut config: Config = toml::from_str(&text)
+            .with_context(|| format!("in the config file {}", path.display()))?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// The config file if one is given, else the defaults.
+    pub fn load_or_default(path: Option<&Path>) -> anyhow::Result<Config> {
+        path.map(Config::load)
+            .unwrap_or_else(|| Ok(Config::default()))
+    }
+
+    /// The ledger file: `override_path` (from `--db`) if given, else `[database] path`
+    /// resolved against the config file's directory, else `rebound.db` beside the config file
+    /// (or in the current directory when there is no config file).
+    pub fn database_path(&self, override_path: Option<&Path>) -> PathBuf {
+        if let Some(p) = override_path {
+            return p.to_path_buf();
+        }
+        let dir = self
+            .source
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        match &self.database.path {
+            Some(p) if p.is_absolute() => p.clone(),
+            Some(p) => dir.join(p),
+            None => dir.join(DEFAULT_DATABASE),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::span::Span;
+
+    #[test]
+    fn loads_policy_resolves_database_and_tolerates_new_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rebound.toml");
+        std::fs::write(
+            &file,
+            "[policy]\nsoft_limit = 5\nsoft_backoff = [\"1h\", \"2d\"]\n[policy.blocked]\nthreshold = 2\n\n[[mailbox]]\nname = \"x\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&file).unwrap();
+        assert_eq!(c.policy.soft_limit, 5);
+        assert_eq!(c.policy.soft_backoff, vec![Span::hours(1), Span::days(2)]);
+        assert_eq!(c.policy.blocked.threshold, 2);
+        assert_eq!(
+            c.policy.blocked.pause,
+            Span::hours(24),
+            "unset numbers keep their defaults"
+        );
+        assert_eq!(c.database_path(None), dir.path().join("rebound.db"));
+        assert_eq!(
+            c.database_path(Some(Path::new("/x/y.db"))),
+            PathBuf::from("/x/y.db")
+        );
+
+        std::fs::write(&file, "[policy]\nsoft_limt = 5\n").unwrap();
+        let err = format!("{:#}", Config::load(&file).unwrap_err());
+        assert!(err.contains("soft_limt"), "{err}");
+        std::fs::write(&file, "[database]\npath = \"data/l.db\"\n").unwrap();
+        assert_eq!(
+            Config::load(&file).unwrap().database_path(None),
+            dir.path().join("data/l.db")
+        );
+    }
+}

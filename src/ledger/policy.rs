@@ -1,0 +1,769 @@
+//! The policy: what the events of an address (or of a recipient domain) mean for the sender.
+//!
+//! Everything here is pure. [`replay_address`] folds the events of one address, in event-time
+//! order, into its state and the list of state changes with the rule that fired; [`replay_pauses`]
+//! does the same for the blocked / rate-limited events of one recipient domain. No wall clock
+//! is read: retry and pause times derive from event times, so the same events under the same
+//! policy always give the same projection, whatever order they were ingested in.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::span::Span;
+use crate::analysis::{Label, Reason};
+
+/// `[policy]` in the config file. Every number is configurable; the defaults are the product's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// Wait before retrying after the 1st, 2nd, 3rd... soft bounce (the last one repeats).
+    pub soft_backoff: Vec<Span>,
+    /// This many soft bounces (within `count_decay`) suppress with `soft_limit`.
+    pub soft_limit: u32,
+    /// Soft bounces spread over more than this suppress with `soft_limit` too.
+    pub soft_limit_spread: Span,
+    /// Bounces older than this no longer count toward `soft_limit`.
+    pub count_decay: Span,
+    /// Well-known mailbox providers: a first hard bounce there without explicit evidence of a
+    /// missing mailbox is quarantined, not suppressed (their gateways say 5xx for temporary
+    /// faults too).
+    pub providers: Vec<String>,
+    /// Set to false to suppress every hard bounce at once, providers included.
+    pub quarantine_unexplicit_provider_hard: bool,
+    /// Diagnostic phrases that make a hard bounce explicit (besides 5.1.x / 5.2.1 statuses and
+    /// the user_unknown / mailbox_disabled / has_moved reasons). Lowercase.
+    pub explicit_hard_phrases: Vec<String>,
+    /// Local parts of role accounts (`info@`, `postmaster@`...), flagged `is_role`.
+    pub role_accounts: Vec<String>,
+    /// Pause of a recipient domain after repeated `blocked` events.
+    pub blocked: PausePolicy,
+    /// Pause of a recipient domain after repeated `rate_limited` events.
+    pub rate_limited: PausePolicy,
+}
+
+/// When repeated refusals pause a whole recipient domain, and for how long.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PausePolicy {
+    /// This many events within `window` pause the domain (0 disables the pause).
+    pub threshold: u32,
+    pub window: Span,
+    /// Length of a first pause; each further pause doubles it, up to `max_pause`.
+    pub pause: Span,
+    pub max_pause: Span,
+    /// A pause that starts within this time after the previous one ended counts as "again"
+    /// (and doubles); after a quiet period this long the length starts over.
+    pub escalation_memory: Span,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
+        Policy {
+            soft_backoff: vec![Span::hours(4), Span::hours(24), Span::hours(72)],
+            soft_limit: 3,
+            soft_limit_spread: Span::days(7),
+            count_decay: Span::days(90),
+            providers: s(&[
+                "gmail.com",
+                "googlemail.com",
+                "outlook.com",
+                "hotmail.com",
+                "live.com",
+                "msn.com",
+                "yahoo.com",
+                "ymail.com",
+                "aol.com",
+                "icloud.com",
+                "me.com",
+                "mac.com",
+                "gmx.com",
+                "gmx.de",
+                "web.de",
+                "mail.ru",
+                "yandex.ru",
+                "uol.com.br",
+                "bol.com.br",
+                "terra.com.br",
+                "ig.com.br",
+                "yahoo.com.br",
+                "hotmail.com.br",
+            ]),
+            quarantine_unexplicit_provider_hard: true,
+            explicit_hard_phrases: s(&[
+                "user unknown",
+                "unknown user",
+                "no such user",
+                "no such mailbox",
+                "unknown recipient",
+                "recipient unknown",
+                "does not exist",
+                "doesn't exist",
+                "invalid recipient",
+                "invalid mailbox",
+                "mailbox not found",
+                "user not found",
+                "account disabled",
+                "account has been disabled",
+                "mailbox unavailable",
+                "no mailbox",
+                "address rejected",
+                "not a valid mailbox",
+            ]),
+            role_accounts: s(&[
+                "abuse",
+                "admin",
+                "administrator",
+                "billing",
+                "contact",
+                "help",
+                "hostmaster",
+                "hr",
+                "info",
+                "jobs",
+                "mail",
+                "marketing",
+                "no-reply",
+                "noreply",
+                "office",
+                "postmaster",
+                "sales",
+                "security",
+                "support",
+                "team",
+                "webmaster",
+            ]),
+            blocked: PausePolicy {
+                threshold: 5,
+                window: Span::hours(1),
+                pause: Span::hours(24),
+                max_pause: Span::days(7),
+                escalation_memory: Span::days(7),
+            },
+            rate_limited: PausePolicy {
+                threshold: 10,
+                window: Span::hours(1),
+                pause: Span::hours(2),
+                max_pause: Span::days(1),
+                escalation_memory: Span::days(1),
+            },
+        }
+    }
+}
+
+impl Default for PausePolicy {
+    fn default() -> PausePolicy {
+        Policy::default().blocked
+    }
+}
+
+impl Policy {
+    /// Whether an address's local part names a role rather than a person.
+    pub fn is_role(&self, address: &str) -> bool {
+        let local = address.rsplit_once('@').map_or(address, |(l, _)| l);
+        let local = local.split('+').next().unwrap_or(local);
+        self.role_accounts
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(local))
+    }
+
+    fn is_provider(&self, domain: &str) -> bool {
+        self.providers
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(domain))
+    }
+
+    /// A hard bounce is explicit when its evidence names a missing or disabled mailbox.
+    fn is_explicit_hard(&self, f: &Fact) -> bool {
+        let status = f.status.as_deref().unwrap_or("");
+        if status.starts_with("5.1.") || status == "5.2.1" {
+            return true;
+        }
+        if matches!(
+            f.reason,
+            Some(Reason::UserUnknown | Reason::MailboxDisabled | Reason::HasMoved)
+        ) {
+            return true;
+        }
+        let diag = f.diagnostic.as_deref().unwrap_or("").to_lowercase();
+        self.explicit_hard_phrases
+            .iter()
+            .any(|p| diag.contains(p.as_str()))
+    }
+}
+
+/// What one event means to the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// A failed delivery to the address, with its label.
+    Bounce(Label),
+    /// A failed delivery the analysis could not label: counted as an attempt, nothing more.
+    UnlabelledBounce,
+    Complaint,
+    Unsubscribe,
+    /// A delivery report for the address, or a message written by it: it is alive.
+    Alive,
+    /// An operator returned the address to active (`rebound reactivate`).
+    Reactivate,
+    /// Recorded, never counted (delay, auto-reply to someone else, other).
+    Neutral,
+}
+
+/// One event of an address, as the policy needs it.
+#[derive(Debug, Clone)]
+pub struct Fact {
+    pub event_id: i64,
+    pub time: DateTime<Utc>,
+    pub signal: Signal,
+    pub reason: Option<Reason>,
+    pub status: Option<String>,
+    pub diagnostic: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum State {
+    Active,
+    Retry,
+    Suppressed,
+    Quarantined,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Active => "active",
+            State::Retry => "retry",
+            State::Suppressed => "suppressed",
+            State::Quarantined => "quarantined",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SuppressionReason {
+    Hard,
+    Invalid,
+    Complaint,
+    Unsubscribe,
+    SoftLimit,
+    Manual,
+}
+
+impl SuppressionReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuppressionReason::Hard => "hard",
+            SuppressionReason::Invalid => "invalid",
+            SuppressionReason::Complaint => "complaint",
+            SuppressionReason::Unsubscribe => "unsubscribe",
+            SuppressionReason::SoftLimit => "soft_limit",
+            SuppressionReason::Manual => "manual",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SuppressionReason> {
+        use SuppressionReason::*;
+        [Hard, Invalid, Complaint, Unsubscribe, SoftLimit, Manual]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+
+    /// Only a soft-limit suppression is a guess about the future; every other reason is a
+    /// fact (or a person's wish) that a later sign of life does not undo.
+    pub fn is_permanent(self) -> bool {
+        self != SuppressionReason::SoftLimit
+    }
+}
+
+/// One change of an address's state, with the policy rule that fired and the event behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub event_id: i64,
+    pub at: DateTime<Utc>,
+    pub from: State,
+    pub to: State,
+    pub suppression_reason: Option<SuppressionReason>,
+    /// Stable id of the policy rule: `hard`, `invalid`, `provider_quarantine`, `soft_retry`,
+    /// `soft_limit_count`, `soft_limit_spread`, `complaint`, `unsubscribe`, `alive`,
+    /// `manual_reactivate`.
+    pub rule: &'static str,
+    /// The numbers behind the rule, for people.
+    pub detail: String,
+}
+
+/// The projection of one address's events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressProjection {
+    pub state: State,
+    pub suppression_reason: Option<SuppressionReason>,
+    /// Counted bounce events (every label; never decays).
+    pub attempts: u32,
+    /// Soft bounces still counting toward the soft limit (since the last sign of life, within
+    /// `count_decay` of the last event).
+    pub soft_count: u32,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    /// The last bounce event (its label, reason, status, diagnostic are `last_*`).
+    pub last_bounce_event: Option<i64>,
+    pub first_seen_at: Option<DateTime<Utc>>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    /// When and by which event the current state began.
+    pub state_since: Option<DateTime<Utc>>,
+    pub state_event_id: Option<i64>,
+    pub changes: Vec<Change>,
+}
+
+/// Folds the events of one address (sorted by event time, then a stable tie-break) into its
+/// state. Suppression for a permanent reason is final: only an operator's reactivation ends it.
+pub fn replay_address(policy: &Policy, domain: &str, facts: &[Fact]) -> AddressProjection {
+    let mut p = AddressProjection {
+        state: State::Active,
+        suppression_reason: None,
+        attempts: 0,
+        soft_count: 0,
+        next_retry_at: None,
+        last_bounce_event: None,
+        first_seen_at: None,
+        last_seen_at: None,
+        state_since: None,
+        state_event_id: None,
+        changes: Vec::new(),
+    };
+    // Times of the soft bounces still counting toward the limit.
+    let mut softs: Vec<DateTime<Utc>> = Vec::new();
+    // Whether a hard bounce was seen since the last sign of life (the quarantine is for the first).
+    let mut hard_seen = false;
+
+    for f in facts {
+        p.first_seen_at.get_or_insert(f.time);
+        p.last_seen_at = Some(f.time);
+        let permanently_suppressed = p.state == State::Suppressed
+            && p.suppression_reason
+                .is_some_and(SuppressionReason::is_permanent);
+        let set = |p: &mut AddressProjection, to, why, rule, detail| {
+            transition(p, f, to, why, rule, detail)
+        };
+        // A permanent reason replaces a soft-limit suppression (it says more), never another
+        // permanent one (the first fact stays the evidence).
+        let suppress = |p: &mut AddressProjection, why, rule, detail| {
+            if !permanently_suppressed {
+                transition(p, f, State::Suppressed, Some(why), rule, detail);
+            }
+        };
+
+        match f.signal {
+            Signal::Bounce(label) => {
+                p.attempts += 1;
+                p.last_bounce_event = Some(f.event_id);
+                match label {
+                    Label::Hard => {
+                        let quarantine = policy.quarantine_unexplicit_provider_hard
+                            && !hard_seen
+                            && p.state != State::Suppressed
+                            && policy.is_provider(domain)
+                            && !policy.is_explicit_hard(f);
+                        hard_seen = true;
+                        if quarantine {
+                            set(
+                                &mut p,
+                                State::Quarantined,
+                                None,
+                                "provider_quarantine",
+                                format!(
+                                    "first hard bounce at provider {domain} without explicit evidence (status {})",
+                                    f.status.as_deref().unwrap_or("none")
+                                ),
+                            );
+                        } else {
+                            let detail = format!(
+                                "hard bounce, status {}",
+                                f.status.as_deref().unwrap_or("none")
+                            );
+                            suppress(&mut p, SuppressionReason::Hard, "hard", detail);
+                        }
+                    }
+                    Label::Invalid => {
+                        let detail = format!(
+                            "invalid address, reason {}",
+                            f.reason.map_or("none", Reason::as_str)
+                        );
+                        suppress(&mut p, SuppressionReason::Invalid, "invalid", detail);
+                    }
+                    Label::Soft => {
+                        let horizon = f.time - policy.count_decay.as_chrono();
+                        softs.retain(|t| *t > horizon);
+                        softs.push(f.time);
+                        let count = softs.len() as u32;
+                        let spread = f.time - softs[0];
+                        if p.state == State::Suppressed || p.state == State::Quarantined {
+                            // Counted, but a soft bounce neither lifts nor deepens these.
+                        } else if count >= policy.soft_limit.max(1) {
+                            let detail = format!(
+                                "{count} soft bounces within {} (limit {})",
+                                policy.count_decay, policy.soft_limit
+                            );
+                            set(
+                                &mut p,
+                                State::Suppressed,
+                                Some(SuppressionReason::SoftLimit),
+                                "soft_limit_count",
+                                detail,
+                            );
+                        } else if spread > policy.soft_limit_spread.as_chrono() {
+                            let detail = format!(
+                                "soft bounces spread over {}h (limit {})",
+                                spread.num_hours(),
+                                policy.soft_limit_spread
+                            );
+                            set(
+                                &mut p,
+                                State::Suppressed,
+                                Some(SuppressionReason::SoftLimit),
+                                "soft_limit_spread",
+                                detail,
+                            );
+                        } else {
+                            let backoff = policy
+                                .soft_backoff
+                                .get(count as usize - 1)
+                                .or(policy.soft_backoff.last())
+                                .copied()
+                                .unwrap_or(Span::hours(4));
+                            let detail = format!("soft bounce {count}, retry after {backoff}");
+                            set(&mut p, State::Retry, None, "soft_retry", detail);
+                            p.next_retry_at = Some(f.time + backoff.as_chrono());
+                        }
+                    }
+                    Label::Blocked => {
+                        // The provider refuses the sender, not the address: the domain pause
+                        // handles it (see replay_pauses); the address keeps its state.
+                    }
+                }
+            }
+            Signal::UnlabelledBounce => p.attempts += 1,
+            Signal::Complaint => suppress(
+                &mut p,
+                SuppressionReason::Complaint,
+                "complaint",
+                "spam complaint".into(),
+            ),
+            Signal::Unsubscribe => suppress(
+                &mut p,
+                SuppressionReason::Unsubscribe,
+                "unsubscribe",
+                "unsubscribe request".into(),
+            ),
+            Signal::Alive => {
+                softs.clear();
+                hard_seen = false;
+                if matches!(p.state, State::Retry | State::Quarantined)
+                    || (p.state == State::Suppressed && !permanently_suppressed)
+                {
+                    set(
+                        &mut p,
+                        State::Active,
+                        None,
+                        "alive",
+                        "delivery report or message from the address".into(),
+                    );
+                }
+            }
+            Signal::Reactivate => {
+                softs.clear();
+                hard_seen = false;
+                set(
+                    &mut p,
+                    State::Active,
+                    None,
+                    "manual_reactivate",
+                    "reactivated by an operator".into(),
+                );
+            }
+            Signal::Neutral => {}
+        }
+    }
+    if let Some(last) = p.last_seen_at {
+        let horizon = last - policy.count_decay.as_chrono();
+        softs.retain(|t| *t > horizon);
+    }
+    p.soft_count = softs.len() as u32;
+    p
+}
+
+/// Moves an address to a new state (or reason) and records the change; no-op when nothing
+/// changes, so that repeated evidence does not fill the audit with noise.
+fn transition(
+    p: &mut AddressProjection,
+    f: &Fact,
+    to: State,
+    why: Option<SuppressionReason>,
+    rule: &'static str,
+    detail: String,
+) {
+    if p.state == to && p.suppression_reason == why {
+        return;
+    }
+    p.changes.push(Change {
+        event_id: f.event_id,
+        at: f.time,
+        from: p.state,
+        to,
+        suppression_reason: why,
+        rule,
+        detail,
+    });
+    p.state = to;
+    p.suppression_reason = why;
+    p.state_since = Some(f.time);
+    p.state_event_id = Some(f.event_id);
+    if to != State::Retry {
+        p.next_retry_at = None;
+    }
+}
+
+/// One blocked or rate-limited event of a recipient domain.
+#[derive(Debug, Clone, Copy)]
+pub struct PauseFact {
+    pub event_id: i64,
+    pub time: DateTime<Utc>,
+}
+
+/// One pause of a recipient domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pause {
+    pub started_at: DateTime<Utc>,
+    pub paused_until: DateTime<Utc>,
+    /// 0 for a first pause, 1 when it happened again (doubled), ...
+    pub escalation: u32,
+    /// Events in the window that triggered the pause.
+    pub window_events: u32,
+    /// Every event of this episode (the trigger window and those during the pause).
+    pub event_count: u32,
+    pub first_event_id: i64,
+    pub first_event_at: DateTime<Utc>,
+    pub last_event_id: i64,
+    pub last_event_at: DateTime<Utc>,
+}
+
+/// Folds the events (sorted by time) of one domain and one pause reason into its pauses.
+pub fn replay_pauses(policy: &PausePolicy, facts: &[PauseFact]) -> Vec<Pause> {
+    let mut pauses: Vec<Pause> = Vec::new();
+    if policy.threshold == 0 {
+        return pauses;
+    }
+    let mut window: std::collections::VecDeque<PauseFact> = Default::default();
+    for f in facts {
+        if let Some(last) = pauses.last_mut()
+            && f.time < last.paused_until
+        {
+            last.event_count += 1;
+            last.last_event_id = f.event_id;
+            last.last_event_at = f.time;
+            continue;
+        }
+        let horizon = f.time - policy.window.as_chrono();
+        while window.front().is_some_and(|w| w.time < horizon) {
+            window.pop_front();
+        }
+        window.push_back(*f);
+        if window.len() as u32 >= policy.threshold {
+            let escalation = match pauses.last() {
+                Some(prev)
+                    if f.time - prev.paused_until <= policy.escalation_memory.as_chrono() =>
+                {
+                    prev.escalation + 1
+                }
+                _ => 0,
+            };
+            let factor = 1i64.checked_shl(escalation.min(40)).unwrap_or(i64::MAX);
+            let length = policy
+                .pause
+                .0
+                .saturating_mul(factor)
+                .min(policy.max_pause.0);
+            let first = window[0];
+            pauses.push(Pause {
+                started_at: f.time,
+                paused_until: f.time + chrono::Duration::seconds(length),
+                escalation,
+                window_events: window.len() as u32,
+                event_count: window.len() as u32,
+                first_event_id: first.event_id,
+                first_event_at: first.time,
+                last_event_id: f.event_id,
+                last_event_at: f.time,
+            });
+            window.clear();
+        }
+    }
+    pauses
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(h: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + h * 3600, 0).unwrap()
+    }
+
+    fn fact(id: i64, hour: i64, signal: Signal, status: &str) -> Fact {
+        Fact {
+            event_id: id,
+            time: t(hour),
+            signal,
+            reason: None,
+            status: Some(status.into()),
+            diagnostic: None,
+        }
+    }
+
+    #[test]
+    fn hard_suppresses_at_once() {
+        let p = replay_address(
+            &Policy::default(),
+            "example.org",
+            &[fact(1, 0, Signal::Bounce(Label::Hard), "5.0.0")],
+        );
+        assert_eq!(p.state, State::Suppressed);
+        assert_eq!(p.suppression_reason, Some(SuppressionReason::Hard));
+        assert_eq!(p.changes[0].rule, "hard");
+    }
+
+    #[test]
+    fn unexplicit_first_hard_at_a_provider_is_quarantined_then_second_suppresses() {
+        let pol = Policy::default();
+        let one = [fact(1, 0, Signal::Bounce(Label::Hard), "5.0.0")];
+        let p = replay_address(&pol, "gmail.com", &one);
+        assert_eq!(p.state, State::Quarantined);
+        assert_eq!(p.changes[0].rule, "provider_quarantine");
+        let explicit = [fact(1, 0, Signal::Bounce(Label::Hard), "5.1.1")];
+        assert_eq!(
+            replay_address(&pol, "gmail.com", &explicit).state,
+            State::Suppressed
+        );
+        let two = [
+            one[0].clone(),
+            fact(2, 5, Signal::Bounce(Label::Hard), "5.0.0"),
+        ];
+        let p = replay_address(&pol, "gmail.com", &two);
+        assert_eq!(
+            (p.state, p.suppression_reason),
+            (State::Suppressed, Some(SuppressionReason::Hard))
+        );
+        let mut text = fact(1, 0, Signal::Bounce(Label::Hard), "5.0.0");
+        text.diagnostic = Some("550 5.0.0 <x@gmail.com>: User unknown".into());
+        assert_eq!(
+            replay_address(&pol, "gmail.com", &[text]).state,
+            State::Suppressed
+        );
+    }
+
+    #[test]
+    fn soft_backoff_then_limit_and_alive_resets() {
+        let pol = Policy::default();
+        let s = |id, h| fact(id, h, Signal::Bounce(Label::Soft), "4.2.2");
+        let p = replay_address(&pol, "example.org", &[s(1, 0)]);
+        assert_eq!(p.state, State::Retry);
+        assert_eq!(p.next_retry_at, Some(t(4)));
+        let p = replay_address(&pol, "example.org", &[s(1, 0), s(2, 10)]);
+        assert_eq!(
+            (p.state, p.soft_count, p.next_retry_at),
+            (State::Retry, 2, Some(t(34)))
+        );
+        let p = replay_address(&pol, "example.org", &[s(1, 0), s(2, 10), s(3, 20)]);
+        assert_eq!(
+            (p.state, p.suppression_reason),
+            (State::Suppressed, Some(SuppressionReason::SoftLimit))
+        );
+        assert_eq!(p.changes.last().unwrap().rule, "soft_limit_count");
+        // A sign of life between them resets the count.
+        let alive = fact(9, 15, Signal::Alive, "");
+        let p = replay_address(&pol, "example.org", &[s(1, 0), s(2, 10), alive, s(3, 20)]);
+        assert_eq!((p.state, p.soft_count), (State::Retry, 1));
+        // Spread over more than 7 days.
+        let p = replay_address(&pol, "example.org", &[s(1, 0), s(2, 8 * 24)]);
+        assert_eq!(p.changes.last().unwrap().rule, "soft_limit_spread");
+        // Older than 90 days no longer counts: 3 softs, but the first decayed (and spread is
+        // measured from the oldest counting one).
+        let p = replay_address(
+            &pol,
+            "example.org",
+            &[s(1, 0), s(2, 91 * 24), s(3, 91 * 24 + 1)],
+        );
+        assert_eq!((p.state, p.soft_count), (State::Retry, 2));
+    }
+
+    #[test]
+    fn blocked_never_changes_the_address_and_complaint_outranks_soft_limit() {
+        let pol = Policy::default();
+        let p = replay_address(
+            &pol,
+            "example.org",
+            &[fact(1, 0, Signal::Bounce(Label::Blocked), "5.7.1")],
+        );
+        assert_eq!((p.state, p.attempts), (State::Active, 1));
+        let s = |id, h| fact(id, h, Signal::Bounce(Label::Soft), "4.2.2");
+        let evs = [
+            s(1, 0),
+            s(2, 1),
+            s(3, 2),
+            fact(4, 3, Signal::Complaint, ""),
+            fact(5, 4, Signal::Alive, ""),
+        ];
+        let p = replay_address(&pol, "example.org", &evs);
+        assert_eq!(
+            (p.state, p.suppression_reason),
+            (State::Suppressed, Some(SuppressionReason::Complaint))
+        );
+        let evs = [
+            fact(1, 0, Signal::Bounce(Label::Hard), "5.1.1"),
+            fact(2, 1, Signal::Reactivate, ""),
+        ];
+        assert_eq!(
+            replay_address(&pol, "example.org", &evs).state,
+            State::Active
+        );
+    }
+
+    #[test]
+    fn pauses_trigger_at_threshold_and_double() {
+        let pol = Policy::default().blocked;
+        let at = |id: i64, minutes: i64| PauseFact {
+            event_id: id,
+            time: t(0) + chrono::Duration::minutes(minutes),
+        };
+        // 4 in an hour: nothing. 5: paused 24h.
+        let four: Vec<_> = (0..4).map(|i| at(i, i * 10)).collect();
+        assert!(replay_pauses(&pol, &four).is_empty());
+        let spread: Vec<_> = (0..5).map(|i| at(i, i * 20)).collect();
+        assert!(
+            replay_pauses(&pol, &spread).is_empty(),
+            "5 events over 80 minutes"
+        );
+        let five: Vec<_> = (0..5).map(|i| at(i, i * 10)).collect();
+        let p = replay_pauses(&pol, &five);
+        assert_eq!(p.len(), 1);
+        assert_eq!(
+            p[0].paused_until,
+            at(4, 40).time + chrono::Duration::hours(24)
+        );
+        // Again right after the pause: 48h; then 96h, then capped at 7 days.
+        let mut evs = five.clone();
+        for round in 1..5 {
+            let start = p[0].paused_until + chrono::Duration::hours(200 * (round - 1));
+            for i in 0..5 {
+                evs.push(PauseFact {
+                    event_id: 100 * round + i,
+                    time: start + chrono::Duration::minutes(i),
+                });
+            }
+        }
+        let p = replay_pauses(&pol, &evs);
+        let hours: Vec<i64> = p
+            .iter()
+            .map(|x| (x.paused_until - x.started_at).num_hours())
+            .collect();
+        assert_eq!(hours[..2], [24, 48]);
+        assert!(hours.iter().all(|h| *h <= 168));
+    }
+}

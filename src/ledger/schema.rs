@@ -1,0 +1,244 @@
+//! The SQLite schema. Operators read these tables and views with `sqlite3`, so names and
+//! columns are part of the product's interface: add, never rename.
+//!
+//! Migrations are a list of SQL scripts; script `i` moves the database from `user_version = i`
+//! to `i + 1`. Each runs in its own transaction with the version bump, so a crash leaves the
+//! database at a whole version.
+//!
+//! Three kinds of tables:
+//! - evidence (`messages`, `events`): written once by ingest, rebuilt only by `reclassify`
+//!   (from the raw bytes kept in `messages.raw`). Operator actions are events too
+//!   (`kind = 'manual'`, no message), so that they survive every rebuild.
+//! - projection (`addresses`, `state_changes`, `domain_pauses`): a pure function of the events
+//!   under the policy, recomputed per affected address / domain on every ingest.
+//! - bookkeeping (`imap_folders`, `runs`).
+
+use anyhow::Context;
+use rusqlite::Connection;
+
+const V1: &str = r#"
+CREATE TABLE messages (
+    id             INTEGER PRIMARY KEY,
+    sha256         TEXT NOT NULL UNIQUE,     -- of the raw bytes: the idempotency key
+    mailbox        TEXT,                     -- IMAP account name from the config
+    folder         TEXT,
+    uidvalidity    INTEGER,
+    uid            INTEGER,
+    source_path    TEXT,                     -- file (or file.mbox#N) when read from disk
+    message_id     TEXT,                     -- the inbound message's own Message-ID
+    from_address   TEXT,                     -- its From, lowercased (a message from an address proves it alive)
+    subject        TEXT,
+    date           TEXT,                     -- its Date header, UTC
+    internal_date  TEXT,                     -- IMAP INTERNALDATE, UTC
+    received_at    TEXT NOT NULL,            -- INTERNALDATE, else when rebound first read it
+    processed_at   TEXT NOT NULL,            -- last analysis (ingest or reclassify)
+    kind           TEXT NOT NULL,            -- bounce, delay, delivery_report, auto_reply, complaint, unsubscribe, other, unparsed
+    mta            TEXT,
+    feedback_type  TEXT,
+    parser_version TEXT NOT NULL,
+    error          TEXT,                     -- why the analysis (or the fetch) failed
+    fetch_failed   INTEGER NOT NULL DEFAULT 0, -- 1: stored by ingest_failed, raw may be partial
+    raw_size       INTEGER NOT NULL,
+    raw            BLOB NOT NULL
+);
+CREATE UNIQUE INDEX messages_imap_uid ON messages(mailbox, folder, uidvalidity, uid) WHERE uid IS NOT NULL;
+CREATE INDEX messages_kind ON messages(kind);
+CREATE INDEX messages_received ON messages(received_at);
+
+CREATE TABLE events (
+    id                  INTEGER PRIMARY KEY,
+    message_id          INTEGER REFERENCES messages(id) ON DELETE CASCADE, -- NULL for operator actions
+    recipient_index     INTEGER NOT NULL,   -- position in the message (-1: the message's From)
+    role                TEXT NOT NULL,      -- recipient (named by the report), sender (wrote the message), operator
+    address             TEXT NOT NULL,      -- lowercased
+    domain              TEXT NOT NULL,
+    kind                TEXT NOT NULL,      -- per recipient: bounce, delay, delivery_report, auto_reply, complaint, unsubscribe, other, manual
+    action              TEXT,               -- RFC 3464 Action, or reactivate for operator actions
+    label               TEXT,               -- hard, soft, blocked, invalid
+    reason              TEXT,
+    status              TEXT,
+    reply_code          INTEGER,
+    diagnostic          TEXT,
+    remote_mta          TEXT,
+    rule                TEXT,               -- analysis rule that decided the label
+    original_message_id TEXT,
+    original_sender     TEXT,
+    sender_domain       TEXT,
+    event_time          TEXT NOT NULL,      -- Last-Attempt-Date, else Date, else INTERNALDATE, else ingest time
+    time_source         TEXT NOT NULL,      -- last_attempt, date, internal_date, ingested, operator
+    sort_key            TEXT NOT NULL,      -- message sha256 (or operator id): tie-break after event_time
+    note                TEXT,               -- operator's note for manual events
+    UNIQUE (message_id, recipient_index)
+);
+CREATE INDEX events_address ON events(address, event_time);
+CREATE INDEX events_domain ON events(domain, event_time);
+CREATE INDEX events_message ON events(message_id);
+CREATE INDEX events_sender_domain ON events(sender_domain, event_time);
+
+CREATE TABLE addresses (
+    address            TEXT PRIMARY KEY,
+    domain             TEXT NOT NULL,
+    first_seen_at      TEXT NOT NULL,
+    last_seen_at       TEXT NOT NULL,
+    attempts           INTEGER NOT NULL,    -- counted bounce events, all labels, never decays
+    soft_count         INTEGER NOT NULL,    -- soft bounces still counting toward soft_limit
+    last_label         TEXT,
+    last_reason        TEXT,
+    last_status        TEXT,
+    last_diagnostic    TEXT,
+    last_event_id      INTEGER REFERENCES events(id) ON DELETE SET NULL,
+    state              TEXT NOT NULL CHECK (state IN ('active', 'retry', 'suppressed', 'quarantined')),
+    suppression_reason TEXT CHECK (suppression_reason IN ('hard', 'invalid', 'complaint', 'unsubscribe', 'soft_limit', 'manual')),
+    state_since        TEXT,
+    state_event_id     INTEGER REFERENCES events(id) ON DELETE SET NULL,
+    next_retry_at      TEXT,
+    is_role            INTEGER NOT NULL,
+    updated_at         TEXT NOT NULL        -- when this row was last recomputed (wall clock)
+) WITHOUT ROWID;
+CREATE INDEX addresses_state ON addresses(state, next_retry_at);
+CREATE INDEX addresses_domain ON addresses(domain);
+
+CREATE TABLE state_changes (
+    id                 INTEGER PRIMARY KEY,
+    address            TEXT NOT NULL REFERENCES addresses(address) ON DELETE CASCADE,
+    changed_at         TEXT NOT NULL,       -- the causing event's time
+    from_state         TEXT NOT NULL,
+    to_state           TEXT NOT NULL,
+    suppression_reason TEXT,
+    rule               TEXT NOT NULL,       -- policy rule: hard, invalid, provider_quarantine, soft_retry, soft_limit_count, ...
+    detail             TEXT NOT NULL,
+    event_id           INTEGER REFERENCES events(id) ON DELETE SET NULL
+);
+CREATE INDEX state_changes_address ON state_changes(address, changed_at);
+
+CREATE TABLE domain_pauses (
+    id             INTEGER PRIMARY KEY,
+    domain         TEXT NOT NULL,           -- recipient domain
+    reason         TEXT NOT NULL CHECK (reason IN ('blocked', 'rate_limited')),
+    started_at     TEXT NOT NULL,
+    paused_until   TEXT NOT NULL,
+    escalation     INTEGER NOT NULL,        -- 0 first pause, n: doubled n times
+    window_events  INTEGER NOT NULL,        -- events in the window that triggered it
+    event_count    INTEGER NOT NULL,        -- all events of the episode, during the pause too
+    first_event_id INTEGER REFERENCES events(id) ON DELETE SET NULL,
+    first_event_at TEXT NOT NULL,
+    last_event_id  INTEGER REFERENCES events(id) ON DELETE SET NULL,
+    last_event_at  TEXT NOT NULL
+);
+CREATE INDEX domain_pauses_domain ON domain_pauses(domain, reason, started_at);
+CREATE INDEX domain_pauses_until ON domain_pauses(paused_until);
+
+CREATE TABLE imap_folders (
+    mailbox     TEXT NOT NULL,
+    folder      TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    last_uid    INTEGER NOT NULL,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (mailbox, folder)
+) WITHOUT ROWID;
+
+CREATE TABLE runs (
+    id            INTEGER PRIMARY KEY,
+    mailbox       TEXT NOT NULL,            -- IMAP account, or 'files' for rebound ingest
+    started_at    TEXT NOT NULL,
+    finished_at   TEXT,
+    new           INTEGER,
+    duplicates    INTEGER,
+    bounces       TEXT,                     -- JSON: {"hard": 3, "soft": 1, ...}
+    complaints    INTEGER,
+    unsubscribes  INTEGER,
+    auto_replies  INTEGER,
+    unparsed      INTEGER,
+    errors        TEXT,                     -- JSON array of messages
+    ok            INTEGER                   -- 1: no error
+);
+
+-- Now, in the ledger's time format, for the views.
+CREATE VIEW v_now AS SELECT strftime('%Y-%m-%dT%H:%M:%SZ', 'now') AS now;
+
+CREATE VIEW v_suppressed AS
+SELECT a.address,
+       a.suppression_reason AS reason,
+       a.state_since        AS since,
+       sc.rule              AS rule,
+       trim(coalesce(e.status || ' ', '') || coalesce(e.diagnostic, e.note, e.kind, '')) AS evidence,
+       e.message_id         AS message,
+       a.is_role
+FROM addresses a
+LEFT JOIN events e ON e.id = a.state_event_id
+LEFT JOIN state_changes sc ON sc.id = (SELECT max(id) FROM state_changes WHERE address = a.address)
+WHERE a.state = 'suppressed';
+
+CREATE VIEW v_quarantined AS
+SELECT a.address, a.state_since AS since, e.status, e.diagnostic, e.message_id AS message
+FROM addresses a LEFT JOIN events e ON e.id = a.state_event_id
+WHERE a.state = 'quarantined';
+
+CREATE VIEW v_retry_due AS
+SELECT a.address, a.soft_count, a.next_retry_at, a.last_reason, a.last_status, a.last_diagnostic
+FROM addresses a
+WHERE a.state = 'retry' AND a.next_retry_at <= strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+ORDER BY a.next_retry_at;
+
+CREATE VIEW v_paused_domains AS
+SELECT domain, reason, started_at, paused_until, escalation, window_events, event_count, last_event_at
+FROM domain_pauses
+WHERE paused_until > strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+ORDER BY paused_until DESC;
+
+CREATE VIEW v_domain_stats AS
+WITH b AS (
+    SELECT 'recipient' AS side, domain, label, kind, event_time FROM events WHERE role = 'recipient'
+    UNION ALL
+    SELECT 'sender', sender_domain, label, kind, event_time FROM events
+    WHERE role = 'recipient' AND sender_domain IS NOT NULL
+), t AS (
+    SELECT strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-7 days')  AS d7,
+           strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-30 days') AS d30
+)
+SELECT side, domain,
+       sum(kind = 'bounce' AND label = 'hard'    AND event_time >= d7)  AS hard_7d,
+       sum(kind = 'bounce' AND label = 'soft'    AND event_time >= d7)  AS soft_7d,
+       sum(kind = 'bounce' AND label = 'blocked' AND event_time >= d7)  AS blocked_7d,
+       sum(kind = 'bounce' AND label = 'invalid' AND event_time >= d7)  AS invalid_7d,
+       sum(kind = 'complaint'                    AND event_time >= d7)  AS complaints_7d,
+       sum(kind = 'bounce' AND label = 'hard'    AND event_time >= d30) AS hard_30d,
+       sum(kind = 'bounce' AND label = 'soft'    AND event_time >= d30) AS soft_30d,
+       sum(kind = 'bounce' AND label = 'blocked' AND event_time >= d30) AS blocked_30d,
+       sum(kind = 'bounce' AND label = 'invalid' AND event_time >= d30) AS invalid_30d,
+       sum(kind = 'complaint'                    AND event_time >= d30) AS complaints_30d,
+       sum(kind = 'bounce')                                             AS bounces_all_time
+FROM b, t
+GROUP BY side, domain;
+
+CREATE VIEW v_why AS
+SELECT e.address, e.event_time, e.kind, e.label, e.reason, e.status, e.reply_code,
+       coalesce(e.diagnostic, e.note) AS diagnostic, e.rule, e.remote_mta,
+       e.original_message_id, e.original_sender,
+       coalesce(m.source_path, m.mailbox || '/' || m.folder || '#' || m.uid) AS source,
+       e.message_id AS message, e.id AS event
+FROM events e LEFT JOIN messages m ON m.id = e.message_id
+ORDER BY e.address, e.event_time DESC, e.id DESC;
+"#;
+
+/// Every migration, in order. Never edit a released entry: append a new one.
+pub const MIGRATIONS: &[&str] = &[V1];
+
+/// Brings the database to the newest schema version.
+pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let newest = MIGRATIONS.len() as i64;
+    if current > newest {
+        anyhow::bail!(
+            "database schema version {current} is newer than this rebound knows ({newest}): upgrade rebound"
+        );
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)
+            .with_context(|| format!("applying schema migration {}", i + 1))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
