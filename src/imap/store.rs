@@ -102,3 +102,64 @@ impl Store for DryRun {
         })
     }
 }
+
+impl MessageOrigin {
+    fn to_ledger(&self) -> crate::ledger::Origin {
+        crate::ledger::Origin {
+            mailbox: Some(self.mailbox.clone()),
+            folder: Some(self.folder.clone()),
+            uidvalidity: Some(self.uidvalidity),
+            uid: Some(self.uid),
+            source_path: None,
+            internal_date: self.internal_date.clone(),
+        }
+    }
+}
+
+fn stored(o: crate::ledger::IngestOutcome) -> Stored {
+    Stored {
+        kind: o.kind,
+        labels: o.labels,
+        duplicate: o.duplicate,
+    }
+}
+
+/// The real thing: each `ingest` is one SQLite transaction holding the message, its events and
+/// the folder's watermark.
+impl Store for crate::ledger::Ledger {
+    fn folder_progress(
+        &self,
+        mailbox: &str,
+        folder: &str,
+    ) -> anyhow::Result<Option<FolderProgress>> {
+        Ok(self.folder_state(mailbox, folder)?.map(|s| FolderProgress {
+            uidvalidity: s.uidvalidity,
+            last_uid: s.last_uid,
+        }))
+    }
+
+    fn ingest(&mut self, raw: &[u8], origin: &MessageOrigin) -> anyhow::Result<Stored> {
+        crate::ledger::Ledger::ingest(self, raw, &origin.to_ledger()).map(stored)
+    }
+
+    fn ingest_failed(
+        &mut self,
+        raw_or_headers: &[u8],
+        origin: &MessageOrigin,
+        error: &str,
+    ) -> anyhow::Result<Stored> {
+        // Nothing could be read: store a placeholder naming the message, so that two such
+        // messages are not mistaken for one (the ledger deduplicates by content hash).
+        let placeholder;
+        let raw = if raw_or_headers.is_empty() {
+            placeholder = format!(
+                "X-Rebound-Unreadable: {}/{}/{}/{}\r\n\r\n",
+                origin.mailbox, origin.folder, origin.uidvalidity, origin.uid
+            );
+            placeholder.as_bytes()
+        } else {
+            raw_or_headers
+        };
+        crate::ledger::Ledger::ingest_failed(self, raw, &origin.to_ledger(), error).map(stored)
+    }
+}
