@@ -127,10 +127,10 @@ async fn poll_all(
             };
             let run = ledger.lock().unwrap().start_run(&mb.name);
             let report = imap::poll_mailbox(&mb, store, &opts).await;
-            if let Ok(id) = run {
-                if let Err(e) = ledger.lock().unwrap().finish_run(id, &summary(&report)) {
-                    tracing::error!(mailbox = %mb.name, error = %e, "could not record the run");
-                }
+            if let Ok(id) = run
+                && let Err(e) = ledger.lock().unwrap().finish_run(id, &summary(&report))
+            {
+                tracing::error!(mailbox = %mb.name, error = %e, "could not record the run");
             }
             drop(lock);
             report
