@@ -100,12 +100,29 @@ fn read_file(path: &Path, f: &mut impl FnMut(Result<InputMessage, InputError>)) 
         f(Ok(InputMessage { source: name, raw }));
         return Ok(());
     }
-    split_mbox(reader, |n, raw| {
-        f(Ok(InputMessage {
-            source: format!("{name}#{n}"),
-            raw,
-        }))
-    })
+    // A file holding a single message behind a `From ` envelope line (as many tools and
+    // archives save them) keeps its plain name; only real mboxes get `#N` records. So the
+    // first record is held back until we know whether a second one follows.
+    let mut first: Option<Vec<u8>> = None;
+    split_mbox(reader, |n, raw| match n {
+        1 => first = Some(raw),
+        _ => {
+            if let Some(raw1) = first.take() {
+                f(Ok(InputMessage {
+                    source: format!("{name}#1"),
+                    raw: raw1,
+                }));
+            }
+            f(Ok(InputMessage {
+                source: format!("{name}#{n}"),
+                raw,
+            }))
+        }
+    })?;
+    if let Some(raw) = first {
+        f(Ok(InputMessage { source: name, raw }));
+    }
+    Ok(())
 }
 
 /// Splits an mbox stream into messages. A line starting with `From ` opens a new message (and

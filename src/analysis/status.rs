@@ -13,14 +13,14 @@ static ENHANCED: LazyLock<Regex> = LazyLock::new(|| {
 static REPLY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?:^|[^\w.\-/:#])([245][0-5]\d)(?:[ \-]|$)").unwrap());
 
-/// The first enhanced status code in the text, normalised (`5.1.1`).
+/// The first failure (4.x.x or 5.x.x) enhanced status code in the text, normalised (`5.1.1`);
+/// a success code (2.x.x, as in a session transcript) only when there is no failure code.
 pub fn find_enhanced(text: &str) -> Option<String> {
-    let c = ENHANCED.captures(text)?;
-    let (a, b, d) = (&c[1], &c[2], &c[3]);
-    // Normalise `5.01.001` style zero padding.
-    let b: u32 = b.parse().ok()?;
-    let d: u32 = d.parse().ok()?;
-    Some(format!("{a}.{b}.{d}"))
+    let all = find_all_enhanced(text);
+    all.iter()
+        .find(|s| !s.starts_with('2'))
+        .or(all.first())
+        .cloned()
 }
 
 /// Every enhanced status code in the text, in order.
@@ -37,9 +37,17 @@ pub fn find_all_enhanced(text: &str) -> Vec<String> {
     out
 }
 
-/// The first SMTP reply code (2xx/4xx/5xx) standing alone in the text.
+/// The first failure (4xx/5xx) SMTP reply code standing alone in the text, else the first 2xx.
 pub fn find_reply_code(text: &str) -> Option<u16> {
-    REPLY.captures(text).and_then(|c| c[1].parse().ok())
+    let mut first = None;
+    for c in REPLY.captures_iter(text) {
+        let code: u16 = c[1].parse().ok()?;
+        if code >= 400 {
+            return Some(code);
+        }
+        first.get_or_insert(code);
+    }
+    first
 }
 
 /// Picks the better of a DSN `Status:` field and a code found in the diagnostic: the field,

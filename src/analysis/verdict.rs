@@ -95,12 +95,18 @@ reasons! {
 
 impl Reason {
     /// The label for this reason given the failure's status class (`'4'` or `'5'`, or `None`
-    /// when unknown). Only `Undetermined` depends on the class: 5xx → hard, else soft.
+    /// when unknown). A 4xx is temporary by definition: an address-level reason under a 4xx
+    /// (a "user unknown" while a directory is down, a DNS failure) is retried, not suppressed.
+    /// A refusal of the sender stays blocked whatever its class. `Undetermined` follows the
+    /// class: 5xx → hard, else soft.
     pub fn label_for(self, class: Option<char>) -> Label {
-        self.default_label().unwrap_or(match class {
-            Some('5') => Label::Hard,
-            _ => Label::Soft,
-        })
+        match (self.default_label(), class) {
+            (Some(Label::Blocked), _) => Label::Blocked,
+            (Some(_), Some('4')) => Label::Soft,
+            (Some(label), _) => label,
+            (None, Some('5')) => Label::Hard,
+            (None, _) => Label::Soft,
+        }
     }
 }
 

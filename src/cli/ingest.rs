@@ -2,13 +2,13 @@
 //! files through the analysis into the ledger, by the same `Ledger::ingest` the IMAP worker
 //! calls. A message that fails is reported and the run goes on.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use super::LedgerArgs;
 use crate::input;
-use crate::ledger::{Origin, RunSummary};
+use crate::ledger::{Origin, RunSummary, time};
 
 pub fn run(args: &LedgerArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let (_, mut ledger) = args.open()?;
@@ -16,7 +16,7 @@ pub fn run(args: &LedgerArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let mut summary = RunSummary::default();
     let started = Instant::now();
     input::for_each_message(paths, |item| match item {
-        Ok(msg) => match ledger.ingest(&msg.raw, &Origin::file(msg.source.as_str())) {
+        Ok(msg) => match ledger.ingest(&msg.raw, &file_origin(&msg.source)) {
             Ok(outcome) => summary.record(&outcome),
             Err(e) => {
                 eprintln!("rebound: {}: {e:#}", msg.source);
@@ -67,4 +67,23 @@ pub fn run(args: &LedgerArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// A file's origin. Its modification time stands in for IMAP's INTERNALDATE: for a Maildir it
+/// is the delivery time, and it makes the last-resort event time of an undated message the
+/// same in every run (instead of the time of ingestion).
+fn file_origin(source: &str) -> Origin {
+    let path = Path::new(source);
+    let meta = path.metadata().or_else(|e| match source.rsplit_once('#') {
+        Some((file, n)) if n.bytes().all(|b| b.is_ascii_digit()) => Path::new(file).metadata(),
+        _ => Err(e),
+    });
+    let mtime = meta.and_then(|m| m.modified()).ok().map(|t| {
+        let t: chrono::DateTime<chrono::Utc> = t.into();
+        t.format(time::FORMAT).to_string()
+    });
+    Origin {
+        internal_date: mtime,
+        ..Origin::file(source)
+    }
 }

@@ -42,7 +42,7 @@ pub struct Origin {
     pub uidvalidity: Option<u32>,
     pub uid: Option<u32>,
     pub source_path: Option<String>,
-    /// IMAP INTERNALDATE, RFC 3339 UTC.
+    /// IMAP INTERNALDATE, RFC 3339 UTC (`rebound ingest` gives a file's modification time).
     pub internal_date: Option<String>,
 }
 
@@ -112,11 +112,43 @@ impl Ledger {
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
         schema::migrate(&mut conn)
             .with_context(|| format!("migrating the ledger {}", path.display()))?;
-        Ok(Ledger {
+        let mut ledger = Ledger {
             conn,
             policy,
             path: path.to_path_buf(),
-        })
+        };
+        ledger.follow_policy()?;
+        Ok(ledger)
+    }
+
+    /// The projection is a function of the events *and the policy*: when the policy in the
+    /// config differs from the one the projection was built with, rebuild it all, so that
+    /// addresses no new message touches do not keep a verdict from the old policy.
+    fn follow_policy(&mut self) -> anyhow::Result<()> {
+        let fingerprint = sha256_hex(serde_json::to_string(&self.policy)?.as_bytes());
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let stored: Option<String> = tx
+            .query_row(
+                "SELECT value FROM ledger_meta WHERE key = 'policy'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if stored.as_deref() != Some(fingerprint.as_str()) {
+            if stored.is_some() {
+                tracing::info!("the policy changed: rebuilding the projection");
+                projection::rebuild_all(&tx, &self.policy)?;
+            }
+            tx.execute(
+                "INSERT INTO ledger_meta (key, value) VALUES ('policy', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [&fingerprint],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {

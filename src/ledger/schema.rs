@@ -29,7 +29,7 @@ CREATE TABLE messages (
     from_address   TEXT,                     -- its From, lowercased (a message from an address proves it alive)
     subject        TEXT,
     date           TEXT,                     -- its Date header, UTC
-    internal_date  TEXT,                     -- IMAP INTERNALDATE, UTC
+    internal_date  TEXT,                     -- IMAP INTERNALDATE (a file's mtime), UTC
     received_at    TEXT NOT NULL,            -- INTERNALDATE, else when rebound first read it
     processed_at   TEXT NOT NULL,            -- last analysis (ingest or reclassify)
     kind           TEXT NOT NULL,            -- bounce, delay, delivery_report, auto_reply, complaint, unsubscribe, other, unparsed
@@ -135,6 +135,12 @@ CREATE TABLE imap_folders (
     last_uid    INTEGER NOT NULL,
     updated_at  TEXT NOT NULL,
     PRIMARY KEY (mailbox, folder)
+) WITHOUT ROWID;
+
+-- Facts about the ledger itself, e.g. the fingerprint of the policy the projection was built with.
+CREATE TABLE ledger_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 ) WITHOUT ROWID;
 
 CREATE TABLE runs (

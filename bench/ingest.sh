@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Ingest speed: messages per second from files into the ledger (analysis + SQLite), with a
+# corpus repeated N times. Each copy gets a distinct header line so that its bytes (and so its
+# sha256) differ: every message is new work, not a duplicate.
+#
+#   bash bench/ingest.sh [CORPUS_DIR] [COPIES]     (default ../shared/corpus/sisimai/emails, 10)
+#
+# Prints the ingest run's own figure, then a second run over the same files (all duplicates:
+# the cost of a rescan), and the analysis alone (`classify`) for comparison.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+corpus=${1:-../shared/corpus/sisimai/emails}
+copies=${2:-10}
+[ -d "$corpus" ] || { echo "bench/ingest.sh: no corpus at $corpus" >&2; exit 1; }
+
+cargo build --release --quiet
+bin=target/release/rebound
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+for n in $(seq 1 "$copies"); do
+  mkdir -p "$work/mail/$n"
+  find "$corpus" -type f | while read -r f; do
+    dest="$work/mail/$n/$(echo "$f" | tr '/' '_')"
+    { printf 'X-Bench-Copy: %s\n' "$n"; cat "$f"; } > "$dest"
+  done
+done
+total=$(find "$work/mail" -type f | wc -l)
+echo "== $total messages ($copies copies of $corpus), $(du -sh "$work/mail" | cut -f1)"
+echo "== ingest into an empty ledger"
+"$bin" ingest --db "$work/bench.db" "$work/mail" | head -2
+echo "== ingest again (all duplicates)"
+"$bin" ingest --db "$work/bench.db" "$work/mail" | head -1
+echo "== analysis alone (classify --json > /dev/null)"
+start=$(date +%s.%N)
+"$bin" classify --json "$work/mail" > /dev/null || true
+end=$(date +%s.%N)
+echo "$total messages in $(echo "$end - $start" | bc) s ($(echo "$total / ($end - $start)" | bc) msg/s)"
+echo "== ledger size: $(du -h "$work/bench.db" | cut -f1)"
