@@ -321,3 +321,16 @@ mod tests {
         assert_eq!(m.folder_for(Kind::Bounce), "Processed/Bounces");
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    /// `config.example.toml` documents every key: it must load and validate as it is.
+    #[test]
+    fn example_config_loads() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let cfg = crate::config::Config::load(&path).unwrap();
+        assert_eq!(cfg.mailbox.len(), 2);
+        super::validate_all(&cfg.mailbox).unwrap();
+        assert_eq!(cfg.mailbox[0].move_to, super::MoveTo::default());
+    }
+}
