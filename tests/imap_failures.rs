@@ -16,6 +16,12 @@ use tokio::net::{TcpListener, TcpStream};
 /// Forwards to Dovecot's plain port. While `cut_after` is non-zero, the next connection is cut
 /// once that many bytes came from the server (and `cut_after` is reset).
 async fn proxy(cut_after: Arc<AtomicUsize>) -> u16 {
+    proxy_with(cut_after, None).await
+}
+
+/// Like [`proxy`]; with a marker, every connection is cut as soon as the marker comes from the
+/// server: a message that breaks every session that fetches it.
+async fn proxy_with(cut_after: Arc<AtomicUsize>, marker: Option<&'static [u8]>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -31,11 +37,19 @@ async fn proxy(cut_after: Arc<AtomicUsize>) -> u16 {
                 let up = tokio::spawn(async move { tokio::io::copy(&mut cr, &mut uw).await });
                 let mut sent = 0usize;
                 let mut buf = vec![0u8; 4096];
+                let mut tail: Vec<u8> = Vec::new();
                 loop {
                     let n = match ur.read(&mut buf).await {
                         Ok(0) | Err(_) => break,
                         Ok(n) => n,
                     };
+                    if let Some(m) = marker {
+                        tail.extend_from_slice(&buf[..n]);
+                        if tail.windows(m.len()).any(|w| w == m) {
+                            break;
+                        }
+                        tail.drain(..tail.len().saturating_sub(m.len()));
+                    }
                     let n = if limit > 0 { n.min(limit - sent) } else { n };
                     if cw.write_all(&buf[..n]).await.is_err() {
                         break;
@@ -178,4 +192,56 @@ async fn a_cut_is_retried_within_the_same_run() {
         "the cut is reported"
     );
     assert_eq!(uids(dir.path()), (1..=30).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_that_keeps_failing_is_stored_as_unparsed_and_skipped() {
+    let user = server().add_user("poison");
+    let mut poison = bounce(800, "p@example.org");
+    poison.splice(0..0, b"X-Test: POISON-MARKER\r\n".iter().copied());
+    append(
+        &user,
+        "INBOX",
+        &[
+            bounce(801, "a@example.org"),
+            poison,
+            bounce(802, "b@example.org"),
+        ],
+    )
+    .await;
+    let port = proxy_with(Arc::new(AtomicUsize::new(0)), Some(b"POISON-MARKER")).await;
+    let dir = tempfile::tempdir().unwrap();
+    // 1: the batch fails; 2: one message per fetch, fails at uid 2; 3: fails at uid 2 again,
+    // so it is poison; 4: uid 2 is recorded as unparsed and the rest is read.
+    let cfg = config(dir.path(), &user, port, 4);
+    let out = tokio::task::spawn_blocking(move || run(&cfg))
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        uids(dir.path()),
+        vec![1, 2, 3],
+        "nothing lost, nothing blocked behind the bad message: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conn = rusqlite::Connection::open(dir.path().join("rebound.db")).unwrap();
+    let (kind, error): (String, String) = conn
+        .query_row("SELECT kind, error FROM messages WHERE uid = 2", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(kind, "unparsed");
+    assert!(error.contains("repeated failures"), "{error}");
+    // The next run does not try it again.
+    let cfg = dir.path().join("rebound.toml");
+    let again = tokio::task::spawn_blocking(move || run(&cfg))
+        .await
+        .unwrap();
+    assert!(again.status.success());
+    assert_eq!(new_count(&again), 0);
 }

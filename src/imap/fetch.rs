@@ -137,13 +137,35 @@ pub async fn fetch_run(
     let set = uid_set(uids);
     let what = format!("UID FETCH {set}");
     let mut stream = timed(limit, &what, session.uid_fetch(&set, items(header_only))).await?;
+    let mut received = 0usize;
     loop {
         let item = timed(limit, &what, stream.try_next()).await?;
         match item {
-            Some(fetch) => each(fetch).with_context(|| what.clone())?,
-            None => return Ok(()),
+            Some(fetch) => {
+                received += usize::from(fetch.uid.is_some_and(|u| uids.binary_search(&u).is_ok()));
+                each(fetch).with_context(|| what.clone())?
+            }
+            None => break,
         }
     }
+    drop(stream);
+    if received < uids.len() {
+        // async-imap ends the stream quietly when the connection closes between two responses,
+        // exactly as when the command completes. Fewer messages than asked for is normal (they
+        // were expunged meanwhile) only if the connection is still alive: ask it.
+        timed(
+            limit,
+            &format!("{what}: NOOP after {received} of {} messages", uids.len()),
+            session.noop(),
+        )
+        .await?;
+        tracing::info!(
+            requested = uids.len(),
+            received,
+            "some messages vanished during the fetch (expunged elsewhere)"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

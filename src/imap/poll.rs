@@ -282,10 +282,15 @@ impl Worker {
                         continue;
                     }
                     // Fetch up to the next poison message.
-                    let end = pending
+                    let mut end = pending
                         .iter()
                         .position(|&u| self.poison.uids.contains(&(folder.to_string(), u)))
                         .unwrap_or(pending.len());
+                    // After a failed session, one message per FETCH: the next failure is then
+                    // blamed on the message that caused it, not on the first of a batch.
+                    if self.poison.last_failure.is_some() {
+                        end = 1;
+                    }
                     let (now, rest) = pending.split_at(end);
                     self.position = Some(key);
                     let mut seen = HashSet::new();
