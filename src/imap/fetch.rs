@@ -151,18 +151,13 @@ pub async fn fetch_run(
     drop(stream);
     if received < uids.len() {
         // async-imap ends the stream quietly when the connection closes between two responses,
-        // exactly as when the command completes. Fewer messages than asked for is normal (they
-        // were expunged meanwhile) only if the connection is still alive: ask it.
-        timed(
-            limit,
-            &format!("{what}: NOOP after {received} of {} messages", uids.len()),
-            session.noop(),
-        )
-        .await?;
-        tracing::info!(
-            requested = uids.len(),
-            received,
-            "some messages vanished during the fetch (expunged elsewhere)"
+        // exactly as when the command completes (and a NOOP on the dead connection may quietly
+        // succeed too). So fewer messages than asked for is an error: the session is dropped
+        // and retried. Messages expunged meanwhile are not searched again by the retry; one the
+        // server never returns fails at the same place twice and is recorded as `unparsed`.
+        anyhow::bail!(
+            "{what}: the server sent {received} of {} messages (connection lost?)",
+            uids.len()
         );
     }
     Ok(())
