@@ -5,7 +5,21 @@
 //! as plain unfolded text, the sender's bare address, the human-readable body as one string,
 //! and the parts of a top-level `multipart/report`.
 
+use std::sync::LazyLock;
+
 use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
+
+/// mail-parser parses every registered header by default; a bounce carries a dozen `Received`
+/// lines that nothing here reads, and tokenising them was the parser's largest single cost.
+/// So only the headers we read get a structured parser; the rest are kept raw.
+pub static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
+    // Once any header is configured, only configured headers get their parser: list them all.
+    MessageParser::new()
+        .with_minimal_headers()
+        .with_address_headers()
+        .with_date_headers()
+        .with_message_ids()
+});
 
 /// One inbound message, parsed once and shared by every detector.
 pub struct Mail<'a> {
@@ -21,7 +35,7 @@ impl<'a> Mail<'a> {
         if raw.iter().all(|b| b.is_ascii_whitespace()) {
             return Err("empty message".into());
         }
-        let msg = MessageParser::default()
+        let msg = PARSER
             .parse(raw)
             .ok_or_else(|| "not an RFC 5322 message".to_string())?;
         if msg.headers().is_empty() || !looks_like_header_block(raw) {

@@ -150,6 +150,18 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
         return a;
     }
 
+    // 1b. A service's own notification that is no bounce (an Amazon SES complaint or
+    // delivery event in JSON, a Hotmail complaint): its module names the kind; there is no
+    // verdict to decide.
+    if let Some(n) = lhost::notification(&mail) {
+        a.kind = n.kind;
+        a.mta = Some(n.mta.into());
+        a.feedback_type = n.feedback_type;
+        a.original = n.original;
+        a.recipients = n.recipients;
+        return a;
+    }
+
     // 2. RFC 3464 delivery status notifications, 3. MTA-specific templates.
     let dsn = mail
         .parts_of_type("message/delivery-status")
@@ -171,13 +183,14 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
         a.original = original::from_parts(&mail)
             .or_else(|| found.as_ref().and_then(|f| f.original.clone()))
             .unwrap_or_default();
+        // Recipients read from prose must never be the original's sender (text scanners can
+        // pick it up from quoted headers). A DSN's Final-Recipient is explicit and stays, even
+        // postmaster@... or the sender itself (people do mail themselves).
+        let sender = a.original.from.clone().filter(|_| dsn.is_none());
         let excluded = |addr: &str| {
-            let local = addr.split('@').next().unwrap_or("").to_ascii_lowercase();
-            matches!(local.as_str(), "mailer-daemon" | "postmaster")
-                || a.original
-                    .from
-                    .as_deref()
-                    .is_some_and(|f| f.eq_ignore_ascii_case(addr))
+            sender
+                .as_deref()
+                .is_some_and(|f| f.eq_ignore_ascii_case(addr))
         };
         recipients.retain(|r| !excluded(&r.address));
         a.kind = kind_of(&recipients);
@@ -244,9 +257,10 @@ fn decide(r: &mut Recipient, kind: Kind, rules: &rules::RuleSet) {
         default_class,
     });
     r.reason = Some(d.reason);
-    // A delay is temporary by definition, whatever the words in its diagnostic.
+    // A delay is temporary by definition, whatever its status says: label it as a 4xx would
+    // be (soft, unless the provider refuses the sender).
     r.label = Some(if kind == Kind::Delay || action == "delayed" {
-        Label::Soft
+        d.reason.label_for(Some('4'))
     } else {
         d.label
     });
@@ -295,4 +309,149 @@ pub fn recipient_address(raw: &str) -> Option<String> {
         return None;
     }
     Some(a.to_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DSN: &str = "From: MAILER-DAEMON@mail.example.com (Mail Delivery System)\r
+To: news@example.com\r
+Subject: Undelivered Mail Returned to Sender\r
+Auto-Submitted: auto-replied\r
+MIME-Version: 1.0\r
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r
+\r
+--B\r
+Content-Type: text/plain\r
+\r
+I'm sorry to have to inform you that your message could not be delivered.\r
+\r
+--B\r
+Content-Type: message/delivery-status\r
+\r
+Reporting-MTA: dns; mail.example.com\r
+\r
+Final-Recipient: rfc822; bob@example.org\r
+Action: ACTION\r
+Status: STATUS\r
+Diagnostic-Code: smtp; DIAG\r
+\r
+Final-Recipient: rfc822; postmaster@example.org\r
+Action: failed\r
+Status: 5.1.1\r
+\r
+--B\r
+Content-Type: message/rfc822\r
+\r
+From: news@example.com\r
+To: bob@example.org\r
+Message-ID: <n1@example.com>\r
+Subject: News\r
+\r
+hello\r
+--B--\r
+";
+
+    fn dsn(action: &str, status: &str, diag: &str) -> Analysis {
+        analyze(
+            DSN.replace("ACTION", action)
+                .replace("STATUS", status)
+                .replace("DIAG", diag)
+                .as_bytes(),
+        )
+    }
+
+    #[test]
+    fn dsn_bounce_beats_auto_submitted_and_never_reports_postmaster() {
+        let a = dsn(
+            "failed",
+            "5.1.1",
+            "550 5.1.1 <bob@example.org>: Recipient address rejected: User unknown",
+        );
+        assert_eq!(a.kind, Kind::Bounce);
+        assert_eq!(a.recipients.len(), 2, "{:?}", a.recipients);
+        let r = &a.recipients[0];
+        assert_eq!(
+            (r.address.as_str(), r.label, r.reason),
+            (
+                "bob@example.org",
+                Some(Label::Hard),
+                Some(Reason::UserUnknown)
+            )
+        );
+        assert_eq!(
+            (r.status.as_deref(), r.reply_code, r.remote_mta.as_deref()),
+            (Some("5.1.1"), Some(550), Some("mail.example.com"))
+        );
+        assert_eq!(a.original.message_id.as_deref(), Some("n1@example.com"));
+        assert_eq!(a.original.from.as_deref(), Some("news@example.com"));
+    }
+
+    #[test]
+    fn blocked_is_decided_before_hard_and_delays_are_not_failures() {
+        let a = dsn(
+            "failed",
+            "5.7.1",
+            "550 5.7.1 Service unavailable; client host blocked using zen.spamhaus.org",
+        );
+        assert_eq!(a.recipients[0].label, Some(Label::Blocked));
+        assert_eq!(a.recipients[0].rule.as_deref(), Some("keyword=blocklist"));
+        let d = analyze(
+            DSN.replace(
+                "Action: failed\r\nStatus: 5.1.1",
+                "Action: delayed\r\nStatus: 4.4.1",
+            )
+            .replace("ACTION", "delayed")
+            .replace("STATUS", "4.2.2")
+            .replace("DIAG", "452 4.2.2 Mailbox full")
+            .as_bytes(),
+        );
+        assert_eq!(d.kind, Kind::Delay);
+        assert!(d.recipients.iter().all(|r| r.label == Some(Label::Soft)));
+        let r = dsn("delivered", "2.0.0", "250 2.0.0 OK");
+        assert_eq!(
+            r.kind,
+            Kind::Bounce,
+            "the postmaster recipient still failed"
+        );
+        assert_eq!(
+            r.recipients.len(),
+            1,
+            "delivered recipients are not listed in a bounce"
+        );
+    }
+
+    #[test]
+    fn arf_complaint_and_opt_out() {
+        let arf = "From: feedback@fbl.example.net\nTo: fbl@example.com\nSubject: Abuse report\nMIME-Version: 1.0\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"A\"\n\n--A\nContent-Type: text/plain\n\nThis is a complaint.\n\n--A\nContent-Type: message/feedback-report\n\nFeedback-Type: TYPE\nUser-Agent: FBL/1.0\nVersion: 1\nOriginal-Rcpt-To: <Carol@Example.net>\nArrival-Date: Mon, 2 Nov 2026 10:00:00 +0000\n\n--A\nContent-Type: message/rfc822\n\nFrom: news@example.com\nTo: carol@example.net\nMessage-ID: <n2@example.com>\nSubject: News\n\nhi\n--A--\n";
+        let a = analyze(arf.replace("TYPE", "abuse").as_bytes());
+        assert_eq!(
+            (a.kind, a.feedback_type.as_deref()),
+            (Kind::Complaint, Some("abuse"))
+        );
+        assert_eq!(a.recipients[0].address, "carol@example.net");
+        assert_eq!(a.original.message_id.as_deref(), Some("n2@example.com"));
+        assert_eq!(
+            analyze(arf.replace("TYPE", "opt-out").as_bytes()).kind,
+            Kind::Unsubscribe
+        );
+    }
+
+    #[test]
+    fn auto_replies_unsubscribes_other_and_junk() {
+        let ooo = "From: Ana <ana@example.com.br>\nTo: news@example.com\nSubject: =?UTF-8?Q?Resposta_autom=C3=A1tica:_News?=\n\nEstou de férias. Sua mensagem não foi entregue a mim até dia 10; caixa postal cheia.\n";
+        assert_eq!(analyze(ooo.as_bytes()).kind, Kind::AutoReply);
+        let unsub = "From: Rui <rui@example.com.br>\nTo: news@example.com\nSubject: Re: News\n\nPor favor, descadastrar meu e-mail.\n\n> old text\n";
+        let u = analyze(unsub.as_bytes());
+        assert_eq!(u.kind, Kind::Unsubscribe);
+        assert_eq!(u.recipients[0].address, "rui@example.com.br");
+        let human = "From: Bo <bo@example.org>\nTo: news@example.com\nSubject: Re: News\n\nThanks! My old mailbox was full, the new one works.\n";
+        assert_eq!(analyze(human.as_bytes()).kind, Kind::Other);
+        assert_eq!(
+            analyze(b"\x00\x01\x02 binary \xff\xfe").kind,
+            Kind::Unparsed
+        );
+        assert_eq!(analyze(b"").kind, Kind::Unparsed);
+    }
 }

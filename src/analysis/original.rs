@@ -4,7 +4,7 @@
 //! `text/rfc822-headers`, or, in non-standard bounces, pasted into the text after a marker
 //! line. Whatever the form, the same few headers are read from it.
 
-use mail_parser::{Message, MessageParser, PartType};
+use mail_parser::{Message, PartType};
 
 use super::Original;
 use super::mail::{Mail, part_type};
@@ -39,7 +39,7 @@ pub fn from_header_text(text: &str) -> Option<Original> {
         block.push('\n');
     }
     block.push('\n');
-    let msg = MessageParser::new().parse_headers(block.as_bytes())?;
+    let msg = super::mail::PARSER.parse_headers(block.as_bytes())?;
     let original = from_message(&msg);
     (original != Original::default()).then_some(original)
 }

@@ -36,7 +36,7 @@ impl Report {
     /// line inside the per-message block).
     pub fn parse(body: &str) -> Report {
         let mut report = Report::default();
-        for block in blocks(body) {
+        for block in blocks(body).into_iter().flat_map(split_recipients) {
             let is_recipient = block
                 .0
                 .iter()
@@ -73,7 +73,13 @@ impl Report {
                 let reply_code = diagnostic.as_deref().and_then(status::find_reply_code);
                 Some(Recipient {
                     address,
-                    action: f.get("action").map(|a| a.trim().to_ascii_lowercase()),
+                    // SendGrid writes `Action: expired` for a message it gave up on.
+                    action: f
+                        .get("action")
+                        .map(|a| match a.trim().to_ascii_lowercase() {
+                            e if e == "expired" => "failed".to_string(),
+                            a => a,
+                        }),
                     status: status::prefer_specific(status_field, from_text),
                     reply_code,
                     diagnostic,
@@ -88,6 +94,25 @@ impl Report {
             })
             .collect()
     }
+}
+
+/// Some MTAs (AOL's) leave out the blank line between recipient blocks: a second
+/// `Final-Recipient` in one block starts the next recipient.
+fn split_recipients(block: Fields) -> Vec<Fields> {
+    let mut out = vec![Fields::default()];
+    let mut seen = false;
+    for (name, value) in block.0 {
+        if name == "final-recipient" {
+            if seen {
+                out.push(Fields::default());
+            }
+            seen = true;
+        }
+        if let Some(last) = out.last_mut() {
+            last.0.push((name, value));
+        }
+    }
+    out
 }
 
 /// Splits text into blank-line separated blocks of unfolded fields.
@@ -171,5 +196,17 @@ mod tests {
         );
         assert_eq!(rs[1].action.as_deref(), Some("delayed"));
         assert_eq!(rs[1].remote_mta.as_deref(), Some("mx.example.net"));
+    }
+
+    #[test]
+    fn recipients_without_blank_lines_and_expired_action() {
+        let body = "Reporting-MTA: dns; mx.example.net\nFinal-Recipient: rfc822; a@example.org\nAction: failed\nStatus: 5.2.2\nFinal-Recipient: rfc822; b@example.org\nAction: expired\nStatus: 5.1.1\n";
+        let rs = Report::parse(body).to_recipients();
+        assert_eq!(rs.len(), 2);
+        assert_eq!(rs[0].address, "a@example.org");
+        assert_eq!(rs[0].status.as_deref(), Some("5.2.2"));
+        assert_eq!(rs[1].address, "b@example.org");
+        assert_eq!(rs[1].status.as_deref(), Some("5.1.1"));
+        assert_eq!(rs[1].action.as_deref(), Some("failed"));
     }
 }

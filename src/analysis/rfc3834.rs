@@ -51,8 +51,9 @@ static HEADER_RES: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
         .map(|(name, pat)| {
             (
                 *name,
-                RegexBuilder::new(pat)
+                RegexBuilder::new(&super::rules::ascii_classes(pat))
                     .case_insensitive(true)
+                    .dfa_size_limit(32 << 20)
                     .build()
                     .unwrap(),
             )
@@ -61,8 +62,9 @@ static HEADER_RES: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
 });
 
 static SUBJECT_RE: LazyLock<Regex> = LazyLock::new(|| {
-    RegexBuilder::new(SUBJECT)
+    RegexBuilder::new(&super::rules::ascii_classes(SUBJECT))
         .case_insensitive(true)
+        .dfa_size_limit(32 << 20)
         .build()
         .unwrap()
 });

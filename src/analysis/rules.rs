@@ -108,7 +108,7 @@ impl RuleSet {
                     }
                 };
                 let pattern = spec.pattern.map(|p| {
-                    patterns.push(p);
+                    patterns.push(ascii_classes(&p));
                     patterns.len() - 1
                 });
                 rules.push(Rule {
@@ -124,6 +124,7 @@ impl RuleSet {
         let patterns = RegexSetBuilder::new(&patterns)
             .case_insensitive(true)
             .size_limit(64 << 20)
+            .dfa_size_limit(64 << 20)
             .build()
             .map_err(|e| format!("rule pattern: {e}"))?;
         Ok(RuleSet { rules, patterns })
@@ -177,6 +178,15 @@ impl RuleSet {
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
+}
+
+/// Makes `\b` and `\w` ASCII-only. Unicode word boundaries cannot run in the lazy DFA, and a
+/// set containing one falls back to the much slower PikeVM for every diagnostic; SMTP
+/// diagnostics are ASCII where these classes matter, and non-ASCII words are spelled out.
+pub fn ascii_classes(pattern: &str) -> String {
+    pattern
+        .replace(r"\b", r"(?-u:\b)")
+        .replace(r"\w", r"[0-9A-Za-z_]")
 }
 
 /// `5.1.1` matches `5.1.1`; `5.7.*` matches any `5.7.x`; `*.1.1` matches `4.1.1` and `5.1.1`.

@@ -102,6 +102,9 @@ impl Reason {
     pub fn label_for(self, class: Option<char>) -> Label {
         match (self.default_label(), class) {
             (Some(Label::Blocked), _) => Label::Blocked,
+            // A null MX is a published fact about the domain, not a passing state: retrying
+            // cannot help, whatever class the reporting MTA chose.
+            (Some(label), _) if self == Reason::NoMailService => label,
             (Some(_), Some('4')) => Label::Soft,
             (Some(label), _) => label,
             (None, Some('5')) => Label::Hard,

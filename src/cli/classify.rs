@@ -57,8 +57,11 @@ pub fn run(paths: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
             }
         }
     });
-    result?;
-    out.flush()?;
+    // A closed pipe (`rebound classify ... | head`) is the reader's choice, not an error.
+    match result.and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+        other => other?,
+    }
     Ok(if errors > 0 {
         ExitCode::from(1)
     } else {

@@ -16,6 +16,11 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     if !(sender && (subject || has_code) || subject && has_code) {
         return None;
     }
+    // A person's automatic reply can say "delivery failed", quote a number and use the null
+    // return path: unless a mailer-daemon wrote it, auto-reply marks win.
+    if !text::from_daemon(mail) && super::super::rfc3834::detect(mail).is_some() {
+        return None;
+    }
     let original = returned
         .and_then(original::from_header_text)
         .or_else(|| original::from_parts(mail));

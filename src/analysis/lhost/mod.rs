@@ -10,12 +10,22 @@
 //!
 //! A module never decides a label: it only gathers evidence. The rule table decides.
 
+pub mod amazonses;
+pub mod amazonworkmail;
+pub mod ezweb;
 pub mod generic;
+pub mod gmx;
+pub mod google;
+pub mod hotmail;
+pub mod kddi;
 pub mod text;
+pub mod verizon;
+pub mod yahoo;
+pub mod zoho;
 
-use super::Original;
 use super::mail::Mail;
 use super::verdict::Recipient;
+use super::{Kind, Original};
 
 /// What an MTA module found in a message.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +38,23 @@ pub struct Found {
     pub original: Option<Original>,
 }
 
+/// A service's own notification that is no bounce (an Amazon SES complaint or delivery event,
+/// a Hotmail complaint): the module names its kind, and there is no verdict to decide.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub mta: &'static str,
+    pub kind: Kind,
+    /// The complaint's feedback type (`abuse`...), for complaints.
+    pub feedback_type: Option<String>,
+    pub recipients: Vec<Recipient>,
+    pub original: Original,
+}
+
+/// The first non-bounce notification format that recognises the message.
+pub fn notification(mail: &Mail<'_>) -> Option<Notification> {
+    amazonses::notification(mail).or_else(|| hotmail::complaint(mail))
+}
+
 /// A module: its name (the `mta` it reports) and its parser.
 pub struct Lhost {
     pub name: &'static str,
@@ -35,10 +62,48 @@ pub struct Lhost {
 }
 
 /// Every module, in the order they are tried. Specific templates first, `generic` last.
-pub const MODULES: &[Lhost] = &[Lhost {
-    name: "generic",
-    parse: generic::parse,
-}];
+pub const MODULES: &[Lhost] = &[
+    Lhost {
+        name: "gmail",
+        parse: google::parse,
+    },
+    Lhost {
+        name: "amazonses",
+        parse: amazonses::parse,
+    },
+    Lhost {
+        name: "yahoo",
+        parse: yahoo::parse,
+    },
+    Lhost {
+        name: "amazonworkmail",
+        parse: amazonworkmail::parse,
+    },
+    Lhost {
+        name: "gmx",
+        parse: gmx::parse,
+    },
+    Lhost {
+        name: "kddi",
+        parse: kddi::parse,
+    },
+    Lhost {
+        name: "ezweb",
+        parse: ezweb::parse,
+    },
+    Lhost {
+        name: "zoho",
+        parse: zoho::parse,
+    },
+    Lhost {
+        name: "verizon",
+        parse: verizon::parse,
+    },
+    Lhost {
+        name: "generic",
+        parse: generic::parse,
+    },
+];
 
 /// The first module that recognises the message.
 pub fn detect(mail: &Mail<'_>) -> Option<Found> {

@@ -17,15 +17,15 @@ static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
 /// Senders that write bounces: the local parts and display names MTAs use.
 static BOUNCE_SENDER: LazyLock<Regex> = LazyLock::new(|| {
     RegexBuilder::new(r"^(mailer-daemon|postmaster|mail-daemon|maildaemon|mailerdaemon|bounces?|bounce-\S*|mdaemon|nobody|root|mail|smtp|msgdelivery|mail-?delivery|double-bounce|noreply-dmarc|daemon|returns?)(@|$)|mail delivery (system|subsystem|service)|mailer.daemon|postmaster|delivery (status|subsystem|notification)|microsoft outlook|mail administrator|mailer$")
-        .case_insensitive(true)
+        .case_insensitive(true).dfa_size_limit(32 << 20)
         .build()
         .unwrap()
 });
 
 /// Subjects of bounces and delay warnings across MTAs and languages.
 static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    RegexBuilder::new(r"undeliver|undelivered|delivery (status notification|failure|failed|has failed|problem|notification)|returned mail|return(ed)? to sender|failure notice|mail delivery fail|delivery (report|error)|could not (be )?deliver|not (be )?delivered|nondeliverable|non[- ]?delivery|message (not|could not be) delivered|delivery unsuccessful|mail system error|rejected|bounce|warning: could not send|delayed mail|delivery delayed|delivery notification|unzustellbar|nicht zugestellt|non (remis|distribu)|non recapitabile|n[aã]o (foi )?entregue|falha na entrega|mensagem n[aã]o|no (se pudo )?entrega|error de entrega|onbestelbaar|niet bezorgd|returned message|mail failure|permanent (failure|error)|undeliverable|failed delivery|notification d.[eé]tat|不達|エラー|配信不能|未送達|送信できません|メール送信|Mail could not|Notice of Failed|Warning: message")
-        .case_insensitive(true)
+    RegexBuilder::new(r"undeliver|undelivered|delivery (status notification|failure|failed|has failed|problem|notification)|returned mail|return(ed)? to sender|failure notice|n[aã]o foi poss[ií]vel entregar|mail delivery status|delivery status|mail delivery fail|delivery (report|error)|could not (be )?deliver|not (be )?delivered|nondeliverable|non[- ]?delivery|message (not|could not be) delivered|delivery unsuccessful|mail system error|rejected|bounce|warning: could not send|delayed mail|delivery delayed|delivery notification|unzustellbar|nicht zugestellt|non (remis|distribu)|non recapitabile|n[aã]o (foi )?entregue|falha na entrega|mensagem n[aã]o|no (se pudo )?entrega|error de entrega|onbestelbaar|niet bezorgd|returned message|mail failure|permanent (failure|error)|undeliverable|failed delivery|notification d.[eé]tat|不達|エラー|配信不能|未送達|送信できません|メール送信|Mail could not|Notice of Failed|Warning: message")
+        .case_insensitive(true).dfa_size_limit(32 << 20)
         .build()
         .unwrap()
 });
@@ -33,17 +33,23 @@ static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
 /// Lines after which the text is the returned original, not the bounce.
 static ORIGINAL_MARKER: LazyLock<Regex> = LazyLock::new(|| {
     RegexBuilder::new(r"(?m)^[\s\->=*_]*(this is a copy of the (original )?message|below this line is a copy of the message|original message (follows|headers)|-+ ?original message ?-+|-+ ?returned message ?-+|unsent message below|the (original|returned) message (headers )?(follows|is attached|was)|here (is|are) (the )?(original|returned|partial) (message|headers)|message headers follow|-+ ?(start|begin) of (returned|original) (message|headers|message content)|-+ ?undelivered message ?-+|-+ ?received headers ?-+|headers of (the )?(original|returned) message|copy of (the )?original message|your message reads|-+ ?message text ?-+|a copy of your message|content-type: message/rfc822|content-type: text/rfc822-headers)")
-        .case_insensitive(true)
+        .case_insensitive(true).dfa_size_limit(32 << 20)
         .build()
         .unwrap()
 });
 
 /// True if the message comes from a bounce-writing sender (or has the null return path).
 pub fn from_bounce_sender(mail: &Mail<'_>) -> bool {
+    let null_path = mail.header("Return-Path").is_some_and(|r| r.trim() == "<>");
+    null_path || from_daemon(mail)
+}
+
+/// True if the From address or name is a mailer-daemon, postmaster or the like. (Unlike the
+/// null return path, which every automatic reply also uses.)
+pub fn from_daemon(mail: &Mail<'_>) -> bool {
     let from = mail.from_address().unwrap_or_default();
     let name = mail.from_name().unwrap_or_default();
-    let null_path = mail.header("Return-Path").is_some_and(|r| r.trim() == "<>");
-    null_path || BOUNCE_SENDER.is_match(&from) || BOUNCE_SENDER.is_match(&name)
+    BOUNCE_SENDER.is_match(&from) || BOUNCE_SENDER.is_match(&name)
 }
 
 /// True if the subject reads like a bounce or a delay warning.
@@ -160,43 +166,83 @@ pub fn is_header_line(line: &str) -> bool {
 
 /// The generic extraction: each line naming an address (not excluded, not a quoted header)
 /// opens a recipient; its diagnostic is the rest of that line and the following lines up to a
-/// blank line or the next recipient line.
+/// blank line or a line naming another recipient. An address standing alone on its line takes
+/// the next paragraph as its diagnostic ("user@example.org" then a blank line then "Reason:
+/// ..."). An address named twice keeps the block that carries an SMTP code.
 pub fn scan(notice: &str, excl: &Exclusions, action: &str) -> Vec<Recipient> {
     let lines: Vec<&str> = notice.lines().collect();
     let mut out: Vec<Recipient> = Vec::new();
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i];
-        let found: Vec<&str> = if is_header_line(line) {
+        let found: Vec<String> = if is_header_line(line) {
             Vec::new()
         } else {
-            addresses(line).filter(|a| !excl.excludes(a)).collect()
+            addresses(line)
+                .filter(|a| !excl.excludes(a))
+                .map(str::to_ascii_lowercase)
+                .collect()
         };
         if found.is_empty() {
             i += 1;
             continue;
         }
+        let other_recipient = |l: &str| {
+            !is_header_line(l)
+                && !l.starts_with([' ', '\t'])
+                && addresses(l)
+                    .any(|a| !excl.excludes(a) && !found.contains(&a.to_ascii_lowercase()))
+        };
         let mut diag = String::from(line);
         let mut j = i + 1;
-        while j < lines.len() && !lines[j].trim().is_empty() && j - i < 8 {
-            if !is_header_line(lines[j])
-                && addresses(lines[j]).any(|a| !excl.excludes(a))
-                && !lines[j].starts_with([' ', '\t'])
-            {
+        let alone = found.iter().all(|a| {
+            squash(line)
+                .trim_matches(['<', '>', ':', '*', '-', ' ', '"'])
+                .eq_ignore_ascii_case(a)
+        });
+        if alone {
+            // Skip one run of blank lines to reach the paragraph that explains.
+            let mut k = j;
+            while k < lines.len() && lines[k].trim().is_empty() {
+                k += 1;
+            }
+            if k > j && k < lines.len() && !other_recipient(lines[k]) {
+                j = k;
+            }
+        }
+        while j < lines.len() && !lines[j].trim().is_empty() && j - i < 12 {
+            if other_recipient(lines[j]) {
                 break;
             }
             diag.push(' ');
             diag.push_str(lines[j].trim());
             j += 1;
         }
-        for a in found {
-            if let Some(r) = recipient(a, &diag, action)
-                && !out.iter().any(|o| o.address == r.address)
-            {
-                out.push(r);
+        for a in &found {
+            let Some(r) = recipient(a, &diag, action) else {
+                continue;
+            };
+            match out.iter_mut().find(|o| o.address == r.address) {
+                None => out.push(r),
+                Some(o)
+                    if o.reply_code.is_none()
+                        && o.status.is_none()
+                        && (r.reply_code.is_some() || r.status.is_some()) =>
+                {
+                    let first = o.diagnostic.take().unwrap_or_default();
+                    *o = Recipient {
+                        diagnostic: Some(
+                            format!("{first} {}", r.diagnostic.unwrap_or_default())
+                                .trim()
+                                .to_string(),
+                        ),
+                        ..r
+                    };
+                }
+                Some(_) => {}
             }
         }
-        i = j;
+        i = j.max(i + 1);
     }
     out
 }
