@@ -212,8 +212,8 @@ async fn a_message_that_keeps_failing_is_stored_as_unparsed_and_skipped() {
     let port = proxy_with(Arc::new(AtomicUsize::new(0)), Some(b"POISON-MARKER")).await;
     let dir = tempfile::tempdir().unwrap();
     // 1: the batch fails; 2: one message per fetch, fails at uid 2; 3: fails at uid 2 again,
-    // so it is poison; 4: uid 2 is recorded as unparsed and the rest is read.
-    let cfg = config(dir.path(), &user, port, 4);
+    // so it is poison, which earns a 4th attempt: uid 2 is recorded as unparsed, the rest read.
+    let cfg = config(dir.path(), &user, port, 3);
     let out = tokio::task::spawn_blocking(move || run(&cfg))
         .await
         .unwrap();

@@ -339,7 +339,10 @@ pub async fn poll_mailbox(
 ) -> MailboxReport {
     let mut worker = Worker::new(cfg.clone(), store, opts.clone());
     let attempts = cfg.attempts.max(1);
-    for attempt in 1..=attempts {
+    let mut attempt = 0;
+    let mut budget = attempts;
+    while attempt < budget {
+        attempt += 1;
         match worker.session().await {
             Ok(()) => {
                 worker.report.failed = false;
@@ -347,10 +350,16 @@ pub async fn poll_mailbox(
             }
             Err(e) => {
                 tracing::warn!(mailbox = %cfg.name, attempt, error = %format!("{e:#}"), "poll failed");
+                let poisoned = worker.poison.uids.len();
                 if !worker.failed(&e) {
                     break;
                 }
-                if attempt < attempts {
+                // A message just found to be poison earns one more attempt, to record it and
+                // move past it in this run (the poison list is not kept between runs).
+                if worker.poison.uids.len() > poisoned && budget < attempts + 8 {
+                    budget += 1;
+                }
+                if attempt < budget {
                     tokio::time::sleep(backoff(attempt)).await;
                 }
             }
