@@ -30,7 +30,8 @@ use crate::ledger::Policy;
 pub struct Config {
     pub database: DatabaseConfig,
     pub policy: Policy,
-    // IMAP mailboxes (`[[mailbox]]`) go here: `pub mailbox: Vec<...>`.
+    /// IMAP mailboxes, one `[[mailbox]]` table each.
+    pub mailbox: Vec<crate::imap::MailboxConfig>,
     /// Where the file was loaded from (relative paths in it are resolved against its directory).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -96,7 +97,7 @@ mod tests {
         let file = dir.path().join("rebound.toml");
         std::fs::write(
             &file,
-            "[policy]\nsoft_limit = 5\nsoft_backoff = [\"1h\", \"2d\"]\n[policy.blocked]\nthreshold = 2\n\n[[mailbox]]\nname = \"x\"\n",
+            "[policy]\nsoft_limit = 5\nsoft_backoff = [\"1h\", \"2d\"]\n[policy.blocked]\nthreshold = 2\n\n[[mailbox]]\nname = \"x\"\nhost = \"imap.example.com\"\nusername = \"u\"\nauth = { method = \"password_env\", var = \"P\" }\n",
         )
         .unwrap();
         let c = Config::load(&file).unwrap();

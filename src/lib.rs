@@ -24,6 +24,7 @@
 pub mod analysis;
 pub mod cli;
 pub mod config;
+pub mod imap;
 pub mod input;
 pub mod ledger;
 

@@ -561,7 +561,7 @@ fn config_file_places_the_database_and_sets_the_policy() {
     let config = dir.path().join("rebound.toml");
     // A soft limit of 2 suppresses eva after her second soft bounce... except that her
     // out-of-office reply in between proves her alive and resets the count.
-    std::fs::write(&config, "[policy]\nsoft_limit = 2\n[policy.blocked]\nthreshold = 6\n\n[[mailbox]]\nname = \"later\"\n").unwrap();
+    std::fs::write(&config, "[policy]\nsoft_limit = 2\n[policy.blocked]\nthreshold = 6\n\n[[mailbox]]\nname = \"later\"\nhost = \"imap.example.com\"\nusername = \"u\"\nauth = { method = \"password_env\", var = \"P\" }\n").unwrap();
     let out = rebound(
         &["ingest", "--config", config.to_str().unwrap()],
         &[samples()],

@@ -4,8 +4,10 @@
 mod classify;
 mod explain;
 mod ingest;
+mod poll;
 mod reactivate;
 mod reclassify;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -74,6 +76,19 @@ pub enum Command {
         #[arg(long, default_value = "reactivated by an operator")]
         note: String,
     },
+    /// Read every configured IMAP mailbox once: ingest what is new, apply the action, exit.
+    Poll {
+        #[command(flatten)]
+        args: poll::PollArgs,
+        /// Read and classify only: write nothing, touch no message.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Poll, then stay connected (IMAP IDLE) and ingest mail as it arrives, until SIGTERM.
+    Watch {
+        #[command(flatten)]
+        args: poll::PollArgs,
+    },
 }
 
 /// Where the ledger is: `--db`, else the config's `[database] path`, else `rebound.db` beside
@@ -128,6 +143,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             force,
             note,
         } => reactivate::run(&ledger, &address, force, &note),
+        Command::Poll { args, dry_run } => poll::run(&args, dry_run),
+        Command::Watch { args } => watch::run(&args),
     }
 }
 

@@ -1,0 +1,199 @@
+//! `rebound poll`: read every configured mailbox once, ingest what is new, apply the action,
+//! print one line per mailbox, exit. Exit code 0 when every mailbox was read completely, 1 when
+//! one could not be reached, authenticated, locked or read to the end (the others are still
+//! done).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::config::Config;
+use crate::imap::{
+    self, DryRun, FolderProgress, MailboxConfig, MailboxReport, PollOptions, SharedStore,
+};
+use crate::ledger::{Ledger, RunSummary};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct PollArgs {
+    /// The config file (TOML): `[[mailbox]]` tables, `[database]`, `[policy]`.
+    #[arg(long, value_name = "FILE", default_value = "rebound.toml")]
+    pub config: PathBuf,
+    /// The ledger database file (overrides `[database] path`).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Only this mailbox (by name); may be repeated.
+    #[arg(long, value_name = "NAME")]
+    pub mailbox: Vec<String>,
+    /// Seconds to wait for another run holding a mailbox's lock before skipping it.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub lock_wait: u64,
+}
+
+/// The loaded config, its mailboxes (filtered by `--mailbox`) and the database path.
+pub(crate) fn load(
+    config: &Path,
+    db: Option<&Path>,
+    only: &[String],
+) -> anyhow::Result<(Config, Vec<MailboxConfig>, PathBuf)> {
+    let cfg = Config::load(config)?;
+    imap::config::validate_all(&cfg.mailbox)
+        .with_context(|| format!("in the config file {}", config.display()))?;
+    if cfg.mailbox.is_empty() {
+        bail!("no [[mailbox]] in {}", config.display());
+    }
+    for name in only {
+        if !cfg.mailbox.iter().any(|m| &m.name == name) {
+            bail!("no mailbox named {name:?} in {}", config.display());
+        }
+    }
+    let mailboxes = cfg
+        .mailbox
+        .iter()
+        .filter(|m| only.is_empty() || only.contains(&m.name))
+        .cloned()
+        .collect();
+    let path = cfg.database_path(db);
+    Ok((cfg, mailboxes, path))
+}
+
+pub fn run(args: &PollArgs, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let (cfg, mailboxes, db_path) = load(&args.config, args.db.as_deref(), &args.mailbox)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let reports = runtime.block_on(poll_all(
+        &cfg,
+        &mailboxes,
+        &db_path,
+        dry_run,
+        Duration::from_secs(args.lock_wait),
+    ))?;
+    let mut ok = true;
+    for r in &reports {
+        println!("{}{}", if dry_run { "(dry run) " } else { "" }, r.line());
+        if r.failed {
+            ok = false;
+            eprintln!(
+                "rebound: mailbox {}: {}",
+                r.mailbox,
+                r.errors.last().map(String::as_str).unwrap_or("failed")
+            );
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Polls every mailbox concurrently, one task each, and returns their reports in config order.
+async fn poll_all(
+    cfg: &Config,
+    mailboxes: &[MailboxConfig],
+    db_path: &Path,
+    dry_run: bool,
+    lock_wait: Duration,
+) -> anyhow::Result<Vec<MailboxReport>> {
+    let ledger = if dry_run {
+        None
+    } else {
+        Some(Arc::new(Mutex::new(Ledger::open(
+            db_path,
+            cfg.policy.clone(),
+        )?)))
+    };
+    let store: SharedStore = match &ledger {
+        Some(l) => l.clone(),
+        None => Arc::new(Mutex::new(dry_run_store(cfg, db_path, mailboxes)?)),
+    };
+    let mut tasks = Vec::new();
+    for mb in mailboxes.iter().cloned() {
+        let (store, ledger, db_path) = (store.clone(), ledger.clone(), db_path.to_path_buf());
+        tasks.push(tokio::spawn(async move {
+            let opts = PollOptions { dry_run };
+            let Some(ledger) = ledger else {
+                return imap::poll_mailbox(&mb, store, &opts).await;
+            };
+            let lock = match imap::lock::acquire(&db_path, &mb.name, lock_wait).await {
+                Ok(l) => l,
+                Err(e) => {
+                    let mut r = MailboxReport::new(&mb.name);
+                    r.errors.push(format!("{e:#}"));
+                    r.failed = true;
+                    return r;
+                }
+            };
+            let run = ledger.lock().unwrap().start_run(&mb.name);
+            let report = imap::poll_mailbox(&mb, store, &opts).await;
+            if let Ok(id) = run
+                && let Err(e) = ledger.lock().unwrap().finish_run(id, &summary(&report))
+            {
+                tracing::error!(mailbox = %mb.name, error = %e, "could not record the run");
+            }
+            drop(lock);
+            report
+        }));
+    }
+    let mut reports = Vec::new();
+    for (task, mb) in tasks.into_iter().zip(mailboxes) {
+        reports.push(task.await.unwrap_or_else(|e| {
+            let mut r = MailboxReport::new(&mb.name);
+            r.errors.push(format!("internal error: {e}"));
+            r.failed = true;
+            r
+        }));
+    }
+    Ok(reports)
+}
+
+/// A dry run starts from the ledger's progress when there is a ledger, without opening it for
+/// writing (opening would create or migrate it).
+fn dry_run_store(
+    cfg: &Config,
+    db_path: &Path,
+    mailboxes: &[MailboxConfig],
+) -> anyhow::Result<DryRun> {
+    let mut store = DryRun::default();
+    if !db_path.exists() {
+        return Ok(store);
+    }
+    let conn =
+        rusqlite::Connection::open_with_flags(db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("opening {} read-only", db_path.display()))?;
+    let _ = cfg;
+    for mb in mailboxes {
+        for folder in mb.folders() {
+            let row = conn.query_row(
+                "SELECT uidvalidity, last_uid FROM imap_folders WHERE mailbox = ?1 AND folder = ?2",
+                [&mb.name, &folder],
+                |r| {
+                    Ok(FolderProgress {
+                        uidvalidity: r.get(0)?,
+                        last_uid: r.get(1)?,
+                    })
+                },
+            );
+            if let Ok(p) = row {
+                store.progress.insert((mb.name.clone(), folder), p);
+            }
+        }
+    }
+    Ok(store)
+}
+
+/// The ledger's `runs` row for a mailbox report.
+pub(crate) fn summary(r: &MailboxReport) -> RunSummary {
+    use crate::analysis::Kind;
+    RunSummary {
+        new: r.new,
+        duplicates: r.duplicates,
+        bounces_by_label: r.labels.clone(),
+        complaints: r.kind(Kind::Complaint),
+        unsubscribes: r.kind(Kind::Unsubscribe),
+        auto_replies: r.kind(Kind::AutoReply),
+        unparsed: r.kind(Kind::Unparsed),
+        errors: r.errors.clone(),
+    }
+}

@@ -1,0 +1,140 @@
+//! Logging in: resolving the secret from where the configuration points (never from the file
+//! itself), then LOGIN or AUTHENTICATE XOAUTH2.
+//!
+//! Tokens and passwords are fetched right before each login, so a `token_command` that refreshes
+//! an OAuth access token (like aerc's or himalaya's) always hands over a fresh one.
+
+use std::process::Stdio;
+
+use anyhow::{Context, bail};
+
+use super::config::{Auth, MailboxConfig};
+use super::connect::{Client, Session, timed};
+
+/// A secret and how to present it.
+pub enum Credentials {
+    Password(String),
+    Xoauth2Token(String),
+}
+
+/// Reads the secret the configuration points to.
+pub async fn resolve(cfg: &MailboxConfig) -> anyhow::Result<Credentials> {
+    let name = &cfg.name;
+    Ok(match &cfg.auth {
+        Auth::PasswordEnv { var } => {
+            Credentials::Password(std::env::var(var).with_context(|| {
+                format!("mailbox {name}: environment variable {var} (password_env) is not set")
+            })?)
+        }
+        Auth::PasswordFile { path } => {
+            let text = tokio::fs::read_to_string(path).await.with_context(|| {
+                format!("mailbox {name}: reading password_file {}", path.display())
+            })?;
+            Credentials::Password(first_line(&text, name, "password_file")?)
+        }
+        Auth::PasswordCommand { command } => Credentials::Password(
+            run_command(command, cfg)
+                .await
+                .with_context(|| format!("mailbox {name}: password_command"))?,
+        ),
+        Auth::Xoauth2 { token_command } => Credentials::Xoauth2Token(
+            run_command(token_command, cfg)
+                .await
+                .with_context(|| format!("mailbox {name}: token_command"))?,
+        ),
+    })
+}
+
+fn first_line(text: &str, name: &str, what: &str) -> anyhow::Result<String> {
+    let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    if line.is_empty() {
+        bail!("mailbox {name}: {what} gave an empty secret");
+    }
+    Ok(line.to_string())
+}
+
+/// Runs a secret command with `sh -c`; its first line of output is the secret. Its stderr goes
+/// to ours, so an operator sees why a token refresh failed.
+async fn run_command(command: &str, cfg: &MailboxConfig) -> anyhow::Result<String> {
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {command:?}"))?;
+    let out = match tokio::time::timeout(cfg.timeout(), child.wait_with_output()).await {
+        Ok(r) => r?,
+        Err(_) => bail!(
+            "{command:?} did not finish within {} s",
+            cfg.timeout().as_secs()
+        ),
+    };
+    if !out.status.success() {
+        bail!("{command:?} failed ({})", out.status);
+    }
+    first_line(
+        &String::from_utf8_lossy(&out.stdout),
+        &cfg.name,
+        "the command",
+    )
+}
+
+/// SASL XOAUTH2 initial response (the crate base64-encodes it).
+struct Xoauth2<'a> {
+    user: &'a str,
+    token: &'a str,
+}
+
+impl async_imap::Authenticator for &Xoauth2<'_> {
+    type Response = String;
+    fn process(&mut self, _challenge: &[u8]) -> String {
+        format!("user={}\x01auth=Bearer {}\x01\x01", self.user, self.token)
+    }
+}
+
+/// Logs in with the configured method. A refusal says which mailbox and user, never the secret.
+pub async fn login(client: Client, cfg: &MailboxConfig) -> anyhow::Result<Session> {
+    let creds = resolve(cfg).await?;
+    let limit = cfg.timeout();
+    let what = format!(
+        "mailbox {}: logging in as {} on {}",
+        cfg.name, cfg.username, cfg.host
+    );
+    let result = match &creds {
+        Credentials::Password(p) => {
+            timed(limit, &what, async {
+                client.login(&cfg.username, p).await.map_err(|(e, _)| e)
+            })
+            .await
+        }
+        Credentials::Xoauth2Token(t) => {
+            let xo = Xoauth2 {
+                user: &cfg.username,
+                token: t,
+            };
+            timed(limit, &what, async {
+                client
+                    .authenticate("XOAUTH2", &xo)
+                    .await
+                    .map_err(|(e, _)| e)
+            })
+            .await
+        }
+    };
+    result.map_err(|e| {
+        let refused = e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<async_imap::error::Error>(),
+                Some(async_imap::error::Error::No(_))
+            )
+        });
+        if refused {
+            e.context("authentication failed (check username and secret)")
+        } else {
+            e
+        }
+    })
+}

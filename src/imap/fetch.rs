@@ -1,0 +1,200 @@
+//! Finding and fetching what is new in a folder, in bounded batches.
+//!
+//! The candidates are the UIDs above the stored watermark (all of them after a UIDVALIDITY
+//! change) plus, when the server keeps keywords, any older message still lacking our keyword:
+//! one that was stored but whose post-processing action a crash interrupted. Re-reading such a
+//! message is harmless: the ledger recognises it and only the action is applied again.
+//!
+//! Bodies are fetched with `BODY.PEEK[]` (never setting `\Seen`) one batch of UIDs at a time, and
+//! streamed message by message, so memory is bounded by one batch's worst message, not by the
+//! folder. Messages above the size limit are found with `SEARCH LARGER` and only their header is
+//! fetched.
+
+use std::collections::HashSet;
+
+use anyhow::Context;
+use async_imap::types::Fetch;
+use futures::TryStreamExt;
+
+use super::connect::{Session, timed};
+
+/// How to find the messages to read in a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// `UID SEARCH` criteria, or `None` when there is certainly nothing to read.
+    pub query: Option<String>,
+    /// UIDs at or below this were already stored; only relevant without keywords.
+    pub above: u32,
+}
+
+/// Decides the search for one folder. `last_uid` is 0 when the folder was never read or its
+/// UIDVALIDITY changed (a re-scan).
+pub fn plan(last_uid: u32, uid_next: Option<u32>, keyword: Option<&str>) -> Plan {
+    let nothing_above = last_uid > 0 && uid_next.is_some_and(|n| last_uid.saturating_add(1) >= n);
+    let query = match (last_uid, keyword) {
+        (0, _) => Some("ALL".to_string()),
+        (_, Some(kw)) if nothing_above => Some(format!("UNKEYWORD {kw}")),
+        (_, None) if nothing_above => None,
+        (n, Some(kw)) => Some(format!("OR UID {}:* UNKEYWORD {kw}", n + 1)),
+        (n, None) => Some(format!("UID {}:*", n + 1)),
+    };
+    // Without keywords, `UID n:*` also matches the highest UID when it is below n: filter.
+    Plan {
+        query,
+        above: if keyword.is_some() { 0 } else { last_uid },
+    }
+}
+
+/// Runs the plan's searches: returns the sorted candidate UIDs and which of them exceed
+/// `max_bytes`.
+pub async fn candidates(
+    session: &mut Session,
+    plan: &Plan,
+    max_bytes: u64,
+    limit: std::time::Duration,
+) -> anyhow::Result<(Vec<u32>, HashSet<u32>)> {
+    let Some(query) = &plan.query else {
+        return Ok((Vec::new(), HashSet::new()));
+    };
+    let found = timed(
+        limit,
+        &format!("UID SEARCH {query}"),
+        session.uid_search(query),
+    )
+    .await?;
+    let mut uids: Vec<u32> = found.into_iter().filter(|&u| u > plan.above).collect();
+    uids.sort_unstable();
+    if uids.is_empty() {
+        return Ok((uids, HashSet::new()));
+    }
+    let large_query = format!("LARGER {max_bytes} ({query})");
+    let large = timed(
+        limit,
+        &format!("UID SEARCH {large_query}"),
+        session.uid_search(&large_query),
+    )
+    .await?;
+    Ok((uids, large))
+}
+
+/// Compresses sorted UIDs into an IMAP sequence set: `1:3,7,9:10`.
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i];
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
+            i += 1;
+            end = uids[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Splits a sorted batch into consecutive runs of the same size class, so that messages are
+/// still processed in ascending UID order (the watermark must never pass an unread message).
+pub fn runs(batch: &[u32], large: &HashSet<u32>) -> Vec<(bool, Vec<u32>)> {
+    let mut out: Vec<(bool, Vec<u32>)> = Vec::new();
+    for &uid in batch {
+        let is_large = large.contains(&uid);
+        match out.last_mut() {
+            Some((l, v)) if *l == is_large => v.push(uid),
+            _ => out.push((is_large, vec![uid])),
+        }
+    }
+    out
+}
+
+/// The FETCH items: the whole message, or only its header for oversized ones.
+pub fn items(header_only: bool) -> &'static str {
+    if header_only {
+        "(UID RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER])"
+    } else {
+        "(UID RFC822.SIZE INTERNALDATE BODY.PEEK[])"
+    }
+}
+
+/// Fetches one run and hands each message to `each` in the order the server sends them (UID
+/// order for Dovecot and every server we know). Each message, not the whole fetch, has the
+/// deadline, so a large batch on a slow link is fine but a stalled one is not.
+pub async fn fetch_run(
+    session: &mut Session,
+    uids: &[u32],
+    header_only: bool,
+    limit: std::time::Duration,
+    mut each: impl FnMut(Fetch) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let set = uid_set(uids);
+    let what = format!("UID FETCH {set}");
+    let mut stream = timed(limit, &what, session.uid_fetch(&set, items(header_only))).await?;
+    let mut received = 0usize;
+    loop {
+        let item = timed(limit, &what, stream.try_next()).await?;
+        match item {
+            Some(fetch) => {
+                received += usize::from(fetch.uid.is_some_and(|u| uids.binary_search(&u).is_ok()));
+                each(fetch).with_context(|| what.clone())?
+            }
+            None => break,
+        }
+    }
+    drop(stream);
+    if received < uids.len() {
+        // async-imap ends the stream quietly when the connection closes between two responses,
+        // exactly as when the command completes (and a NOOP on the dead connection may quietly
+        // succeed too). So fewer messages than asked for is an error: the session is dropped
+        // and retried. Messages expunged meanwhile are not searched again by the retry; one the
+        // server never returns fails at the same place twice and is recorded as `unparsed`.
+        anyhow::bail!(
+            "{what}: the server sent {received} of {} messages (connection lost?)",
+            uids.len()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_compress_ranges() {
+        assert_eq!(uid_set(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
+        assert_eq!(uid_set(&[5]), "5");
+    }
+
+    #[test]
+    fn runs_keep_uid_order() {
+        let large: HashSet<u32> = [3, 4].into();
+        assert_eq!(
+            runs(&[1, 2, 3, 4, 5], &large),
+            vec![(false, vec![1, 2]), (true, vec![3, 4]), (false, vec![5])]
+        );
+    }
+
+    #[test]
+    fn plans() {
+        assert_eq!(plan(0, Some(10), Some("$R")).query.as_deref(), Some("ALL"));
+        assert_eq!(
+            plan(9, Some(10), Some("$R")).query.as_deref(),
+            Some("UNKEYWORD $R")
+        );
+        assert_eq!(plan(9, Some(10), None).query, None);
+        assert_eq!(
+            plan(5, Some(10), Some("$R")).query.as_deref(),
+            Some("OR UID 6:* UNKEYWORD $R")
+        );
+        let p = plan(5, Some(10), None);
+        assert_eq!((p.query.as_deref(), p.above), (Some("UID 6:*"), 5));
+    }
+}

@@ -1,0 +1,424 @@
+//! One poll of one mailbox: connect, log in, read every configured folder, apply the action,
+//! log out. Failures drop the session and retry with backoff; a message that keeps breaking the
+//! session is recorded as `unparsed` and skipped instead of blocking the mailbox forever.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use async_imap::types::{Fetch, Flag};
+
+use super::action::{self, Capabilities, Folders};
+use super::auth;
+use super::config::MailboxConfig;
+use super::connect::{self, Session, timed};
+use super::fetch;
+use super::store::{MessageOrigin, Store, Stored};
+use crate::analysis::{Kind, Label};
+
+/// The store shared by the tasks of one run (SQLite writes are serialised anyway).
+pub type SharedStore = Arc<Mutex<dyn Store>>;
+
+/// What one poll of one mailbox did: the line printed per mailbox and the `runs` row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailboxReport {
+    pub mailbox: String,
+    /// Messages stored for the first time.
+    pub new: u64,
+    /// Messages seen again (already in the ledger): not counted twice.
+    pub duplicates: u64,
+    /// New messages per kind.
+    pub kinds: HashMap<Kind, u64>,
+    /// Bounced recipients of new messages, per label.
+    pub labels: BTreeMap<Label, u64>,
+    /// Oversized messages recorded by their header only.
+    pub oversized: u64,
+    /// Problems met; the mailbox may still have been read completely (see `failed`).
+    pub errors: Vec<String>,
+    /// The mailbox could not be read to the end (unreachable, refused, kept failing).
+    pub failed: bool,
+}
+
+impl MailboxReport {
+    pub fn new(mailbox: &str) -> Self {
+        MailboxReport {
+            mailbox: mailbox.to_string(),
+            ..Default::default()
+        }
+    }
+
+    pub fn kind(&self, kind: Kind) -> u64 {
+        self.kinds.get(&kind).copied().unwrap_or(0)
+    }
+
+    fn count(&mut self, stored: &Stored) {
+        if stored.duplicate {
+            self.duplicates += 1;
+            return;
+        }
+        self.new += 1;
+        *self.kinds.entry(stored.kind).or_default() += 1;
+        for l in &stored.labels {
+            *self.labels.entry(*l).or_default() += 1;
+        }
+    }
+
+    /// The one-line summary printed per mailbox.
+    pub fn line(&self) -> String {
+        let labels = [Label::Hard, Label::Soft, Label::Blocked, Label::Invalid]
+            .iter()
+            .map(|l| {
+                format!(
+                    "{}={}",
+                    l.as_str(),
+                    self.labels.get(l).copied().unwrap_or(0)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let status = if self.failed { "FAILED" } else { "ok" };
+        let mut line = format!(
+            "{}: {status} new={} bounces={} ({labels}) delays={} complaints={} unsubscribes={} auto_replies={} other={} unparsed={} already_stored={} errors={}",
+            self.mailbox,
+            self.new,
+            self.kind(Kind::Bounce),
+            self.kind(Kind::Delay),
+            self.kind(Kind::Complaint),
+            self.kind(Kind::Unsubscribe),
+            self.kind(Kind::AutoReply),
+            self.kind(Kind::Other) + self.kind(Kind::DeliveryReport),
+            self.kind(Kind::Unparsed),
+            self.duplicates,
+            self.errors.len(),
+        );
+        if let Some(last) = self.errors.last() {
+            line.push_str(&format!(" last_error=\"{}\"", last.replace('"', "'")));
+        }
+        line
+    }
+}
+
+/// Options of one poll.
+#[derive(Debug, Clone, Default)]
+pub struct PollOptions {
+    /// Read and classify only: EXAMINE instead of SELECT, no action, nothing stored.
+    pub dry_run: bool,
+}
+
+/// A message that broke the session twice in a row at the same place is "poison".
+#[derive(Debug, Default)]
+struct Poison {
+    /// The message being read when the last session failed.
+    last_failure: Option<(String, u32)>,
+    /// Messages to record as `unparsed` instead of fetching their body again.
+    uids: HashSet<(String, u32)>,
+    last_error: String,
+}
+
+/// The state of one mailbox across sessions: `poll` uses it for one run with retries, `watch`
+/// for its whole life.
+pub struct Worker {
+    cfg: MailboxConfig,
+    store: SharedStore,
+    opts: PollOptions,
+    poison: Poison,
+    /// The message a failure of the current session is blamed on.
+    position: Option<(String, u32)>,
+    pub report: MailboxReport,
+}
+
+impl Worker {
+    pub fn new(cfg: MailboxConfig, store: SharedStore, opts: PollOptions) -> Worker {
+        let report = MailboxReport::new(&cfg.name);
+        Worker {
+            cfg,
+            store,
+            opts,
+            poison: Poison::default(),
+            position: None,
+            report,
+        }
+    }
+
+    pub fn config(&self) -> &MailboxConfig {
+        &self.cfg
+    }
+
+    /// Hands back the report so far and starts a new one.
+    pub fn take_report(&mut self) -> MailboxReport {
+        std::mem::replace(&mut self.report, MailboxReport::new(&self.cfg.name))
+    }
+
+    /// Reads every configured folder over an open session.
+    pub async fn sync(
+        &mut self,
+        session: &mut Session,
+        caps: Capabilities,
+        folders: &mut Folders,
+    ) -> anyhow::Result<()> {
+        self.position = None;
+        for folder in self.cfg.folders() {
+            self.sync_folder(session, caps, folders, &folder)
+                .await
+                .with_context(|| format!("folder {folder}"))?;
+        }
+        Ok(())
+    }
+
+    /// Notes a failed session. Returns false when retrying is pointless (authentication).
+    pub fn failed(&mut self, e: &anyhow::Error) -> bool {
+        let msg = format!("{e:#}");
+        self.report.errors.push(msg.clone());
+        self.report.failed = true;
+        if is_auth_failure(e) {
+            return false;
+        }
+        let position = self.position.take();
+        if position.is_some() && position == self.poison.last_failure {
+            tracing::warn!(mailbox = %self.cfg.name, at = ?position, "message keeps failing: it will be recorded as unparsed");
+            self.poison.uids.insert(position.clone().unwrap());
+        }
+        self.poison.last_failure = position;
+        self.poison.last_error = msg;
+        true
+    }
+
+    /// One complete session: connect, log in, sync, log out.
+    pub async fn session(&mut self) -> anyhow::Result<()> {
+        let mut session = open(&self.cfg).await?;
+        let caps = Capabilities::query(&mut session, self.cfg.timeout()).await?;
+        let mut folders = Folders::default();
+        self.sync(&mut session, caps, &mut folders).await?;
+        let _ = timed(
+            Duration::from_secs(5).min(self.cfg.timeout()),
+            "LOGOUT",
+            session.logout(),
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn sync_folder(
+        &mut self,
+        session: &mut Session,
+        caps: Capabilities,
+        folders: &mut Folders,
+        folder: &str,
+    ) -> anyhow::Result<()> {
+        let cfg = &self.cfg;
+        let limit = cfg.timeout();
+        let mb = if self.opts.dry_run {
+            timed(limit, &format!("EXAMINE {folder}"), session.examine(folder)).await?
+        } else {
+            timed(limit, &format!("SELECT {folder}"), session.select(folder)).await?
+        };
+        let Some(uidvalidity) = mb.uid_validity else {
+            bail!("the server sent no UIDVALIDITY for {folder}")
+        };
+        let progress = self
+            .store
+            .lock()
+            .unwrap()
+            .folder_progress(&cfg.name, folder)?;
+        let last_uid = match progress {
+            Some(p) if p.uidvalidity == uidvalidity => p.last_uid,
+            Some(p) => {
+                tracing::warn!(mailbox = %cfg.name, folder, old = p.uidvalidity, new = uidvalidity, "UIDVALIDITY changed: re-scanning the folder");
+                0
+            }
+            None => 0,
+        };
+        let kw = cfg.keyword.as_str();
+        let keywords = mb
+            .permanent_flags
+            .iter()
+            .any(|f| matches!(f, Flag::MayCreate) || matches!(f, Flag::Custom(c) if c == kw))
+            || mb
+                .flags
+                .iter()
+                .any(|f| matches!(f, Flag::Custom(c) if c == kw));
+        let plan = fetch::plan(last_uid, mb.uid_next, keywords.then_some(kw));
+        let (uids, large) = fetch::candidates(session, &plan, cfg.max_message_bytes, limit).await?;
+        tracing::info!(mailbox = %cfg.name, folder, uidvalidity, last_uid, candidates = uids.len(), oversized = large.len(), "search done");
+
+        for batch in uids.chunks(cfg.batch_size.max(1)) {
+            let mut done: Vec<(u32, Kind)> = Vec::with_capacity(batch.len());
+            for (header_only, run) in fetch::runs(batch, &large) {
+                let mut pending: &[u32] = &run;
+                while let Some(&first) = pending.first() {
+                    let key = (folder.to_string(), first);
+                    // A poison message is recorded from what little is known, then skipped.
+                    if self.poison.uids.contains(&key) {
+                        let origin = MessageOrigin {
+                            mailbox: cfg.name.clone(),
+                            folder: folder.to_string(),
+                            uidvalidity,
+                            uid: first,
+                            internal_date: None,
+                        };
+                        let error = format!(
+                            "skipped after repeated failures: {}",
+                            self.poison.last_error
+                        );
+                        let stored = if self.opts.dry_run {
+                            Stored {
+                                kind: Kind::Unparsed,
+                                labels: vec![],
+                                duplicate: false,
+                            }
+                        } else {
+                            self.store
+                                .lock()
+                                .unwrap()
+                                .ingest_failed(b"", &origin, &error)?
+                        };
+                        self.report.count(&stored);
+                        self.report
+                            .errors
+                            .push(format!("{folder} uid {first}: {error}"));
+                        done.push((first, stored.kind));
+                        pending = &pending[1..];
+                        continue;
+                    }
+                    // Fetch up to the next poison message.
+                    let mut end = pending
+                        .iter()
+                        .position(|&u| self.poison.uids.contains(&(folder.to_string(), u)))
+                        .unwrap_or(pending.len());
+                    // After a failed session, one message per FETCH: the next failure is then
+                    // blamed on the message that caused it, not on the first of a batch.
+                    if self.poison.last_failure.is_some() {
+                        end = 1;
+                    }
+                    let (now, rest) = pending.split_at(end);
+                    self.position = Some(key);
+                    let mut seen = HashSet::new();
+                    let (store, report, position) =
+                        (&self.store, &mut self.report, &mut self.position);
+                    fetch::fetch_run(session, now, header_only, limit, |f| {
+                        let Some(uid) = f.uid else { return Ok(()) };
+                        if now.binary_search(&uid).is_err() || !seen.insert(uid) {
+                            return Ok(()); // an unsolicited FETCH (a flag change): not an answer
+                        }
+                        let stored =
+                            ingest_one(&f, uid, header_only, cfg, store, folder, uidvalidity)?;
+                        report.count(&stored);
+                        if header_only {
+                            report.oversized += 1;
+                        }
+                        done.push((uid, stored.kind));
+                        // The next message is the one a failure would be blamed on.
+                        *position = now
+                            .iter()
+                            .find(|&&u| u > uid)
+                            .map(|&u| (folder.to_string(), u));
+                        Ok(())
+                    })
+                    .await?;
+                    pending = rest;
+                }
+            }
+            self.position = None;
+            if !self.opts.dry_run {
+                action::apply(session, cfg, caps, folders, &done, keywords)
+                    .await
+                    .with_context(|| format!("applying action {:?}", cfg.action))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Polls one mailbox, retrying with backoff up to `attempts` times. Never returns an error: the
+/// report says what happened, so one bad mailbox cannot stop the others.
+pub async fn poll_mailbox(
+    cfg: &MailboxConfig,
+    store: SharedStore,
+    opts: &PollOptions,
+) -> MailboxReport {
+    let mut worker = Worker::new(cfg.clone(), store, opts.clone());
+    let attempts = cfg.attempts.max(1);
+    let mut attempt = 0;
+    let mut budget = attempts;
+    while attempt < budget {
+        attempt += 1;
+        match worker.session().await {
+            Ok(()) => {
+                worker.report.failed = false;
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(mailbox = %cfg.name, attempt, error = %format!("{e:#}"), "poll failed");
+                let poisoned = worker.poison.uids.len();
+                if !worker.failed(&e) {
+                    break;
+                }
+                // A message just found to be poison earns one more attempt, to record it and
+                // move past it in this run (the poison list is not kept between runs).
+                if worker.poison.uids.len() > poisoned && budget < attempts + 8 {
+                    budget += 1;
+                }
+                if attempt < budget {
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+        }
+    }
+    worker.take_report()
+}
+
+/// 1 s, 2 s, 4 s ... capped at 5 minutes.
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(9)).min(Duration::from_secs(300))
+}
+
+/// Authentication failures are not retried: a wrong secret does not fix itself, and retrying
+/// only risks a lockout.
+pub fn is_auth_failure(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        let s = c.to_string();
+        s.starts_with("authentication failed") || s.contains("(password_env) is not set")
+    })
+}
+
+/// Connects and logs in.
+pub async fn open(cfg: &MailboxConfig) -> anyhow::Result<Session> {
+    let client = connect::connect(cfg).await?;
+    auth::login(client, cfg).await
+}
+
+fn ingest_one(
+    f: &Fetch,
+    uid: u32,
+    header_only: bool,
+    cfg: &MailboxConfig,
+    store: &SharedStore,
+    folder: &str,
+    uidvalidity: u32,
+) -> anyhow::Result<Stored> {
+    let origin = MessageOrigin {
+        mailbox: cfg.name.clone(),
+        folder: folder.to_string(),
+        uidvalidity,
+        uid,
+        internal_date: f.internal_date().map(|d| d.to_rfc3339()),
+    };
+    let mut store = store.lock().unwrap();
+    if header_only {
+        let size = f.size.map(|s| s.to_string()).unwrap_or_else(|| "?".into());
+        let error = format!(
+            "message of {size} bytes exceeds max_message_bytes = {}: only its header was stored",
+            cfg.max_message_bytes
+        );
+        return store.ingest_failed(f.header().unwrap_or_default(), &origin, &error);
+    }
+    match f.body() {
+        Some(raw) => store.ingest(raw, &origin),
+        None => store.ingest_failed(
+            f.header().unwrap_or_default(),
+            &origin,
+            "the server returned no body for this message",
+        ),
+    }
+}

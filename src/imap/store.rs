@@ -1,0 +1,165 @@
+//! What the IMAP worker needs from storage, as a trait: the ledger implements it for real runs,
+//! [`DryRun`] for `--dry-run` (classify, count, write nothing).
+//!
+//! The contract that makes the worker at-least-once and never-twice: `ingest` commits the
+//! message *and* the folder's `(uidvalidity, last_uid)` in one transaction, and is a no-op
+//! (`duplicate = true`) for a message already stored (same bytes, or same folder position).
+
+use std::collections::HashMap;
+
+use crate::analysis::{self, Kind, Label};
+
+/// Where a fetched message came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageOrigin {
+    pub mailbox: String,
+    pub folder: String,
+    pub uidvalidity: u32,
+    pub uid: u32,
+    /// The server's INTERNALDATE, RFC 3339.
+    pub internal_date: Option<String>,
+}
+
+/// The result of storing one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub kind: Kind,
+    /// Labels of the bounced recipients (empty for other kinds).
+    pub labels: Vec<Label>,
+    /// Already in the ledger: nothing was counted again.
+    pub duplicate: bool,
+}
+
+/// Progress stored per mailbox and folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FolderProgress {
+    pub uidvalidity: u32,
+    pub last_uid: u32,
+}
+
+pub trait Store: Send {
+    fn folder_progress(
+        &self,
+        mailbox: &str,
+        folder: &str,
+    ) -> anyhow::Result<Option<FolderProgress>>;
+    /// Stores and classifies one message, advancing the folder's progress in the same
+    /// transaction.
+    fn ingest(&mut self, raw: &[u8], origin: &MessageOrigin) -> anyhow::Result<Stored>;
+    /// Stores what could be read of a message that cannot be processed (too large, or failing
+    /// again and again) as `unparsed`, with the reason, so that it is skipped from now on.
+    fn ingest_failed(
+        &mut self,
+        raw_or_headers: &[u8],
+        origin: &MessageOrigin,
+        error: &str,
+    ) -> anyhow::Result<Stored>;
+}
+
+/// `--dry-run`: classifies in memory and writes nothing. Progress comes from the ledger as it
+/// was when the run started (if there is one), so a dry run shows what a real run would find.
+#[derive(Debug, Default)]
+pub struct DryRun {
+    pub progress: HashMap<(String, String), FolderProgress>,
+}
+
+impl Store for DryRun {
+    fn folder_progress(
+        &self,
+        mailbox: &str,
+        folder: &str,
+    ) -> anyhow::Result<Option<FolderProgress>> {
+        Ok(self
+            .progress
+            .get(&(mailbox.to_string(), folder.to_string()))
+            .copied())
+    }
+
+    fn ingest(&mut self, raw: &[u8], _origin: &MessageOrigin) -> anyhow::Result<Stored> {
+        let a = analysis::analyze(raw);
+        let labels = if a.kind == Kind::Bounce {
+            a.recipients.iter().filter_map(|r| r.label).collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Stored {
+            kind: a.kind,
+            labels,
+            duplicate: false,
+        })
+    }
+
+    fn ingest_failed(
+        &mut self,
+        _raw: &[u8],
+        _origin: &MessageOrigin,
+        _error: &str,
+    ) -> anyhow::Result<Stored> {
+        Ok(Stored {
+            kind: Kind::Unparsed,
+            labels: Vec::new(),
+            duplicate: false,
+        })
+    }
+}
+
+impl MessageOrigin {
+    fn to_ledger(&self) -> crate::ledger::Origin {
+        crate::ledger::Origin {
+            mailbox: Some(self.mailbox.clone()),
+            folder: Some(self.folder.clone()),
+            uidvalidity: Some(self.uidvalidity),
+            uid: Some(self.uid),
+            source_path: None,
+            internal_date: self.internal_date.clone(),
+        }
+    }
+}
+
+fn stored(o: crate::ledger::IngestOutcome) -> Stored {
+    Stored {
+        kind: o.kind,
+        labels: o.labels,
+        duplicate: o.duplicate,
+    }
+}
+
+/// The real thing: each `ingest` is one SQLite transaction holding the message, its events and
+/// the folder's watermark.
+impl Store for crate::ledger::Ledger {
+    fn folder_progress(
+        &self,
+        mailbox: &str,
+        folder: &str,
+    ) -> anyhow::Result<Option<FolderProgress>> {
+        Ok(self.folder_state(mailbox, folder)?.map(|s| FolderProgress {
+            uidvalidity: s.uidvalidity,
+            last_uid: s.last_uid,
+        }))
+    }
+
+    fn ingest(&mut self, raw: &[u8], origin: &MessageOrigin) -> anyhow::Result<Stored> {
+        crate::ledger::Ledger::ingest(self, raw, &origin.to_ledger()).map(stored)
+    }
+
+    fn ingest_failed(
+        &mut self,
+        raw_or_headers: &[u8],
+        origin: &MessageOrigin,
+        error: &str,
+    ) -> anyhow::Result<Stored> {
+        // Nothing could be read: store a placeholder naming the message, so that two such
+        // messages are not mistaken for one (the ledger deduplicates by content hash).
+        let placeholder;
+        let raw = if raw_or_headers.is_empty() {
+            placeholder = format!(
+                "X-Rebound-Unreadable: {}/{}/{}/{}\r\n\r\n",
+                origin.mailbox, origin.folder, origin.uidvalidity, origin.uid
+            );
+            placeholder.as_bytes()
+        } else {
+            raw_or_headers
+        };
+        crate::ledger::Ledger::ingest_failed(self, raw, &origin.to_ledger(), error).map(stored)
+    }
+}

@@ -1,0 +1,106 @@
+//! `rebound watch`: IDLE picks up new mail, the lock keeps a timer poll away, SIGTERM stops it.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn count_stored(dir: &std::path::Path) -> i64 {
+    let Ok(conn) = rusqlite::Connection::open(dir.join("rebound.db")) else {
+        return 0;
+    };
+    conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap_or(0)
+}
+
+fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_picks_up_new_mail_and_sigterm_stops_cleanly() {
+    let user = server().add_user("watcher");
+    append(&user, "INBOX", &[bounce(700, "first@example.org")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A long poll interval: only IDLE can deliver the second message in time.
+    let cfg = write_config(
+        dir.path(),
+        &[mailbox_toml(
+            dir.path(),
+            "w",
+            &user,
+            Mode::Starttls,
+            "poll_interval_secs = 600",
+        )],
+    );
+    let mut child = Command::new(rebound_bin())
+        .args(["watch", "--config", cfg.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the first sync", Duration::from_secs(15), || {
+        count_stored(dir.path()) == 1
+    });
+
+    // An overlapping timer run waits for the lock, then gives up clearly.
+    let out = rebound(&[
+        "poll",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--lock-wait",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another rebound run"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    tokio::time::sleep(Duration::from_millis(500)).await; // let it enter IDLE
+    let appended = Instant::now();
+    append(&user, "INBOX", &[bounce(701, "second@example.org")]).await;
+    wait_for(
+        "IDLE to deliver the new message",
+        Duration::from_secs(15),
+        || count_stored(dir.path()) == 2,
+    );
+    eprintln!(
+        "new message stored {:?} after the append",
+        appended.elapsed()
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "watch did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+    let runs: i64 = rusqlite::Connection::open(dir.path().join("rebound.db"))
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM runs WHERE mailbox = 'w' AND new = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(runs, 2, "one run row per round that found mail");
+}
