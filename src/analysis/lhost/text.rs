@@ -210,13 +210,28 @@ pub fn scan(notice: &str, excl: &Exclusions, action: &str) -> Vec<Recipient> {
                 j = k;
             }
         }
-        while j < lines.len() && !lines[j].trim().is_empty() && j - i < 12 {
-            if other_recipient(lines[j]) {
+        loop {
+            while j < lines.len() && !lines[j].trim().is_empty() && j - i < 12 {
+                if other_recipient(lines[j]) {
+                    break;
+                }
+                diag.push(' ');
+                diag.push_str(lines[j].trim());
+                j += 1;
+            }
+            // "...because:" announces the explanation in the next paragraph (Domino and
+            // others): follow it once.
+            if !diag.trim_end().ends_with(':') || diag.len() > 400 {
                 break;
             }
-            diag.push(' ');
-            diag.push_str(lines[j].trim());
-            j += 1;
+            let mut k = j;
+            while k < lines.len() && lines[k].trim().is_empty() {
+                k += 1;
+            }
+            if k == j || k >= lines.len() || other_recipient(lines[k]) {
+                break;
+            }
+            j = k;
         }
         for a in &found {
             let Some(r) = recipient(a, &diag, action) else {
