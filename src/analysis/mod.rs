@@ -168,12 +168,18 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
         .chain(mail.parts_of_type("message/global-delivery-status"))
         .next()
         .map(|p| rfc3464::Report::parse(&mail::Mail::part_text(p)));
-    let found = lhost::detect(&mail);
+    let found = lhost::detect(
+        &mail,
+        dsn.as_ref().is_some_and(|r| !r.recipients.is_empty()),
+    );
     let mut recipients = dsn.as_ref().map(|r| r.to_recipients()).unwrap_or_default();
     if let Some(f) = &found {
         merge_text_evidence(&mut recipients, &f.recipients);
     }
-    if recipients.iter().any(|r| r.diagnostic.is_none()) {
+    if recipients
+        .iter()
+        .any(|r| r.diagnostic.is_none() || r.status.as_deref().is_none_or(status::is_generic))
+    {
         merge_text_evidence(&mut recipients, &lhost::generic::scan(&mail).recipients);
     }
     if !recipients.is_empty() {

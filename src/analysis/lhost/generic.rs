@@ -10,6 +10,9 @@ use super::{super::original, Found};
 pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     let sender = text::from_bounce_sender(mail);
     let subject = text::bounce_subject(mail);
+    if !sender && !subject {
+        return None; // the cheap gate: most messages that reach here are no bounce
+    }
     let (notice, _) = text::split_original(&mail.text);
     let has_code =
         status::find_enhanced(notice).is_some() || status::find_reply_code(notice).is_some();

@@ -32,8 +32,11 @@ static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Lines after which the text is the returned original, not the bounce.
 static ORIGINAL_MARKER: LazyLock<Regex> = LazyLock::new(|| {
-    RegexBuilder::new(r"(?m)^[\s\->=*_]*(this is a copy of the (original )?message|below this line is a copy of the message|original message (follows|headers)|-+ ?original message ?-+|-+ ?returned message ?-+|unsent message below|the (original|returned) message (headers )?(follows|is attached|was (attached|included|returned))|here (is|are) (the )?(original|returned|partial) (message|headers)|message headers follow|-+ ?(start|begin) of (returned|original) (message|headers|message content)|-+ ?undelivered message ?-+|-+ ?received headers ?-+|headers of (the )?(original|returned) message|copy of (the )?original message|your message reads|-+ ?message text ?-+|a copy of your message|content-type: message/rfc822|content-type: text/rfc822-headers)")
-        .case_insensitive(true).dfa_size_limit(32 << 20)
+    // Unanchored so that the regex engine can scan with a literal prefilter; `split_original`
+    // checks that a match starts its line (after decoration such as `---` or `> `).
+    RegexBuilder::new(r"(?:this is a copy of the (original )?message|below this line is a copy of the message|original message (follows|headers)|-+ ?original message ?-+|-+ ?returned message ?-+|unsent message below|the (original|returned) message (headers )?(follows|is attached|was (attached|included|returned))|here (is|are) (the )?(original|returned|partial) (message|headers)|message headers follow|-+ ?(start|begin) of (returned|original) (message|headers|message content)|-+ ?undelivered message ?-+|-+ ?received headers ?-+|headers of (the )?(original|returned) message|copy of (the )?original message|your message reads|-+ ?message text ?-+|a copy of your message|content-type: message/rfc822|content-type: text/rfc822-headers)")
+        .case_insensitive(true)
+        .dfa_size_limit(32 << 20)
         .build()
         .unwrap()
 });
@@ -59,20 +62,28 @@ pub fn bounce_subject(mail: &Mail<'_>) -> bool {
 
 /// Splits a bounce text into the notice and the returned original (if a marker is found).
 pub fn split_original(text: &str) -> (&str, Option<&str>) {
-    match ORIGINAL_MARKER.find(text) {
-        Some(m) => {
-            let rest = &text[m.end()..];
-            let rest = rest.split_once('\n').map(|(_, r)| r).unwrap_or("");
-            (&text[..m.start()], Some(rest))
+    for m in ORIGINAL_MARKER.find_iter(text) {
+        let line_start = text[..m.start()].rfind('\n').map_or(0, |i| i + 1);
+        let before = &text[line_start..m.start()];
+        if !before
+            .chars()
+            .all(|c| c.is_whitespace() || "->=*_".contains(c))
+        {
+            continue;
         }
-        None => (text, None),
+        let rest = &text[m.end()..];
+        let rest = rest.split_once('\n').map(|(_, r)| r).unwrap_or("");
+        return (&text[..line_start], Some(rest));
     }
+    (text, None)
 }
 
 /// Every address in a line.
 pub fn addresses(line: &str) -> impl Iterator<Item = &str> {
+    // Most lines hold no '@': a memchr is far cheaper than starting a regex search.
+    let haystack = if line.contains('@') { line } else { "" };
     ADDRESS
-        .find_iter(line)
+        .find_iter(haystack)
         .map(|m| m.as_str().trim_end_matches(['.', '-']))
 }
 
