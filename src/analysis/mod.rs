@@ -55,7 +55,7 @@ pub struct Envelope {
     pub date: Option<String>,
 }
 
-/// Everything rebound learned from one message. Its JSON form (see [`Analysis::to_json`]) is a
+/// Everything rebound learned from one message. Its JSON form (one line of `rebound classify --json`) is a
 /// contract: keys may be added, never renamed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Analysis {
