@@ -316,7 +316,8 @@ fn projection_is_the_same_in_any_order_and_any_number_of_runs() {
     // The shared corpus, when present beside the project, makes this much stronger: hundreds
     // of real bounces for the same few addresses.
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sisimai/emails");
-    if corpus.is_dir() {
+    let with_corpus = corpus.is_dir();
+    if with_corpus {
         files.push(corpus);
     }
     let forward = dir.path().join("forward.db");
@@ -331,7 +332,8 @@ fn projection_is_the_same_in_any_order_and_any_number_of_runs() {
 
     let a = projection(&forward);
     let b = projection(&backward);
-    assert!(a.lines().count() > 40, "a real projection to compare:\n{a}");
+    let floor = if with_corpus { 40 } else { 8 };
+    assert!(a.lines().count() > floor, "a real projection to compare:\n{a}");
     if a != b {
         for (x, y) in a.lines().zip(b.lines()) {
             if x != y {
