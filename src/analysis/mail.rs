@@ -187,6 +187,9 @@ fn body_text(msg: &Message<'_>) -> String {
         }
     }
     if out.trim().is_empty() {
+        out.push_str(&unsplit_multipart_text(msg));
+    }
+    if out.trim().is_empty() {
         for id in &msg.html_body {
             if let Some(PartType::Html(h)) = msg.parts.get(*id as usize).map(|p| &p.body) {
                 out.push_str(&strip_html(h));
@@ -230,4 +233,16 @@ pub fn strip_html(html: &str) -> String {
         .replace("&quot;", "\"")
         .replace("&#39;", "'")
         .replace("&amp;", "&")
+}
+
+/// A multipart whose boundary never occurs in its body (relays and anonymisers mangle
+/// boundaries, some strip the delimiter lines): mail-parser keeps the whole body as the root
+/// part's text and finds no text part. That body is still the notice, so it is the text.
+fn unsplit_multipart_text(msg: &Message<'_>) -> String {
+    match (msg.parts.len(), msg.parts.first().map(|p| &p.body)) {
+        (1, Some(PartType::Text(t))) if part_type(&msg.parts[0]).starts_with("multipart/") => {
+            t.to_string()
+        }
+        _ => String::new(),
+    }
 }

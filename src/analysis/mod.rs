@@ -167,7 +167,8 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
         .parts_of_type("message/delivery-status")
         .chain(mail.parts_of_type("message/global-delivery-status"))
         .next()
-        .map(|p| rfc3464::Report::parse(&mail::Mail::part_text(p)));
+        .map(|p| rfc3464::Report::parse(&mail::Mail::part_text(p)))
+        .or_else(|| inline_report(&mail));
     let found = lhost::detect(
         &mail,
         dsn.as_ref().is_some_and(|r| !r.recipients.is_empty()),
@@ -234,6 +235,22 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
     a
 }
 
+/// A report whose MIME structure was lost but whose fields survive in the text, in a message
+/// that a mailer-daemon wrote (or that is titled as a bounce): as good as a DSN part.
+fn inline_report(mail: &mail::Mail<'_>) -> Option<rfc3464::Report> {
+    let t = &mail.text;
+    if !(t.contains("Final-Recipient:")
+        || t.contains("final-recipient:")
+        || t.contains("FINAL-RECIPIENT:"))
+    {
+        return None;
+    }
+    if !(lhost::text::from_bounce_sender(mail) || lhost::text::bounce_subject(mail)) {
+        return None;
+    }
+    rfc3464::inline(t)
+}
+
 /// The message's kind from its recipients' actions: any failure makes a bounce; otherwise a
 /// delay warning; otherwise (delivered, relayed, expanded) a delivery report.
 fn kind_of(recipients: &[Recipient]) -> Kind {
@@ -296,7 +313,7 @@ fn merge_text_evidence(recipients: &mut Vec<Recipient>, text: &[Recipient]) {
         else {
             continue;
         };
-        if r.diagnostic.is_none() {
+        if r.diagnostic.is_none() || extends(t.diagnostic.as_deref(), r.diagnostic.as_deref()) {
             r.diagnostic = t.diagnostic.clone();
         }
         if r.reply_code.is_none() {
@@ -306,6 +323,16 @@ fn merge_text_evidence(recipients: &mut Vec<Recipient>, text: &[Recipient]) {
             r.status = status::prefer_specific(r.status.take(), t.status.clone());
         }
     }
+}
+
+/// True when the text's diagnostic ends with the report's and says what led to it (Postfix's
+/// "host X refused to talk to me: 421 ..." before the bare reply the DSN keeps). Text that
+/// only appends (Sendmail's generic "554 5.0.0 Service unavailable") does not count.
+fn extends(text: Option<&str>, report: Option<&str>) -> bool {
+    let (Some(t), Some(r)) = (text, report) else {
+        return false;
+    };
+    t.len() > r.len() && lhost::text::squash(t).ends_with(&lhost::text::squash(r))
 }
 
 /// Normalises an address a report names: trims quotes and brackets, lowercases it, and checks
