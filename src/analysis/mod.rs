@@ -102,13 +102,13 @@ pub fn analyze(raw: &[u8]) -> Analysis {
 /// Analyses with a given rule table (user rules prepended to the built-in ones).
 pub fn analyze_with(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
     // mail-parser is robust, but a panic on hostile input must not take the worker down.
-    match std::panic::catch_unwind(|| analyze_inner(raw, rules)) {
+    match std::panic::catch_unwind(|| analyze_inner(raw, rules, false)) {
         Ok(a) => a,
         Err(_) => Analysis::unparsed("internal error while analysing this message"),
     }
 }
 
-fn analyze_inner(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
+fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
     let mail = match mail::Mail::parse(raw) {
         Ok(m) => m,
         Err(e) => return Analysis::unparsed(e),
@@ -217,6 +217,15 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
         return a;
     }
 
+    // 3b. A mailer-daemon's notice that names no recipient itself but attaches the bounce it
+    // relays (a filtering gateway forwarding the report it received): the attached report.
+    if !nested && let Some(inner) = forwarded_report(&mail, rules) {
+        return Analysis {
+            envelope: a.envelope,
+            ..inner
+        };
+    }
+
     // 4. Automatic replies, 5. unsubscribe requests, 6. anything else.
     if rfc3834::detect(&mail).is_some() {
         a.kind = Kind::AutoReply;
@@ -233,6 +242,21 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
             .collect();
     }
     a
+}
+
+/// The analysis of a bounce or delay warning attached (as `message/rfc822`) to a notice from a
+/// mailer-daemon, for notices that name no recipient themselves.
+fn forwarded_report(mail: &mail::Mail<'_>, rules: &rules::RuleSet) -> Option<Analysis> {
+    if !lhost::text::from_daemon(mail) {
+        return None;
+    }
+    mail.msg.parts.iter().find_map(|p| match &p.body {
+        mail_parser::PartType::Message(m) => {
+            let inner = analyze_inner(m.raw_message(), rules, true);
+            matches!(inner.kind, Kind::Bounce | Kind::Delay).then_some(inner)
+        }
+        _ => None,
+    })
 }
 
 /// A report whose MIME structure was lost but whose fields survive in the text, in a message
@@ -472,6 +496,24 @@ hello\r
             r.recipients.len(),
             1,
             "delivered recipients are not listed in a bounce"
+        );
+    }
+
+    #[test]
+    fn a_gateway_notice_that_attaches_the_bounce_it_relays() {
+        let outer = format!(
+            "From: Mail Delivery Subsystem <MAILER-DAEMON@gw.example.com>\r\nTo: ops@gw.example.com\r\nSubject: Returned mail\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"OUT\"\r\n\r\n--OUT\r\nContent-Type: text/plain\r\n\r\n----- The following addresses had permanent delivery errors -----\r\n\r\n--OUT\r\nContent-Type: message/rfc822\r\n\r\n{}\r\n--OUT--\r\n",
+            DSN.replace("ACTION", "failed")
+                .replace("STATUS", "5.1.1")
+                .replace("DIAG", "550 5.1.1 User unknown")
+        );
+        let a = analyze(outer.as_bytes());
+        assert_eq!(a.kind, Kind::Bounce);
+        assert_eq!(a.recipients[0].address, "bob@example.org");
+        assert_eq!(a.recipients[0].label, Some(Label::Hard));
+        assert_eq!(
+            a.envelope.from.as_deref(),
+            Some("mailer-daemon@gw.example.com")
         );
     }
 
