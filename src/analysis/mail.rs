@@ -236,13 +236,19 @@ pub fn strip_html(html: &str) -> String {
 }
 
 /// A multipart whose boundary never occurs in its body (relays and anonymisers mangle
-/// boundaries, some strip the delimiter lines): mail-parser keeps the whole body as the root
-/// part's text and finds no text part. That body is still the notice, so it is the text.
+/// boundaries, some strip the delimiter lines, some break the `boundary=` parameter onto an
+/// unindented line): mail-parser keeps that part's whole body as text and finds no text part.
+/// That body is still the notice, so it is the text.
 fn unsplit_multipart_text(msg: &Message<'_>) -> String {
-    match (msg.parts.len(), msg.parts.first().map(|p| &p.body)) {
-        (1, Some(PartType::Text(t))) if part_type(&msg.parts[0]).starts_with("multipart/") => {
-            t.to_string()
-        }
-        _ => String::new(),
-    }
+    msg.parts
+        .iter()
+        .find_map(|p| match &p.body {
+            PartType::Text(_) | PartType::Binary(_) | PartType::InlineBinary(_)
+                if part_type(p).starts_with("multipart/") =>
+            {
+                Some(Mail::part_text(p))
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
 }

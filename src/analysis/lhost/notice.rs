@@ -33,9 +33,25 @@ impl<'m> Notice<'m> {
     /// A `Found` for `mta` with the recipients not excluded (first occurrence of each
     /// address wins); `None` when none is left.
     pub fn found(self, mta: &'static str, recipients: Vec<Recipient>) -> Option<Found> {
+        self.found_keeping(mta, recipients, |_| false)
+    }
+
+    /// Like [`Notice::found`], but addresses for which `explicit` holds are kept whatever the
+    /// exclusions say: a template's own list of failed addresses (a header such as
+    /// `X-Failed-Recipients`, a heading such as "The following addresses had delivery
+    /// problems") names them as plainly as a DSN's `Final-Recipient`, even when that is the
+    /// postmaster or the sender's own address.
+    pub fn found_keeping(
+        self,
+        mta: &'static str,
+        recipients: Vec<Recipient>,
+        explicit: impl Fn(&str) -> bool,
+    ) -> Option<Found> {
         let mut out: Vec<Recipient> = Vec::new();
         for r in recipients {
-            if !self.excl.excludes(&r.address) && !out.iter().any(|o| o.address == r.address) {
+            if (explicit(&r.address) || !self.excl.excludes(&r.address))
+                && !out.iter().any(|o| o.address == r.address)
+            {
                 out.push(r);
             }
         }

@@ -124,6 +124,12 @@ impl Exclusions {
             || local.starts_with("prvs=") && a.contains("bounce")
     }
 
+    /// True if the address is one of the message's own parties (the bounce's From, To or
+    /// Return-Path, the original's sender); role mailboxes are not checked.
+    pub fn names_a_party(&self, address: &str) -> bool {
+        self.addrs.contains(&address.to_ascii_lowercase())
+    }
+
     pub fn add(&mut self, address: &str) {
         self.addrs.push(address.to_ascii_lowercase());
     }
