@@ -182,6 +182,11 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
         .any(|r| r.diagnostic.is_none() || r.status.as_deref().is_none_or(status::is_generic))
     {
         merge_text_evidence(&mut recipients, &lhost::generic::scan(&mail).recipients);
+        // The scanners never take a role mailbox from prose; a report that names one still
+        // deserves the text's `postmaster@example.org: Domain does not exist`.
+        for r in recipients.iter_mut().filter(|r| r.diagnostic.is_none()) {
+            r.diagnostic = lhost::notice::address_line(&mail.text, &r.address);
+        }
     }
     if !recipients.is_empty() {
         a.mta = Some(match (&found, dsn.is_some()) {

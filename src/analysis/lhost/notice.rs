@@ -63,6 +63,35 @@ impl<'m> Notice<'m> {
     }
 }
 
+/// The diagnostic of a line led by `address` (`address: text` or `<address>: text`) in a
+/// notice, with the indented lines that continue it. Used for a report's own recipient, so
+/// no exclusion applies.
+pub fn address_line(notice: &str, address: &str) -> Option<String> {
+    let mut lines = notice.lines();
+    while let Some(line) = lines.next() {
+        let l = line.trim_start().trim_start_matches('<');
+        let Some(head) = l.get(..address.len()) else {
+            continue;
+        };
+        if !head.eq_ignore_ascii_case(address) {
+            continue;
+        }
+        let Some(rest) = l[address.len()..].trim_start_matches('>').strip_prefix(':') else {
+            continue;
+        };
+        let mut diag = rest.trim().to_string();
+        for next in lines.by_ref() {
+            if !next.starts_with([' ', '\t']) || next.trim().is_empty() {
+                break;
+            }
+            diag.push(' ');
+            diag.push_str(next.trim());
+        }
+        return (!diag.is_empty()).then_some(diag);
+    }
+    None
+}
+
 /// The first bracketed address in a line (`<a@b>`), else the first bare one.
 pub fn first_address(line: &str) -> Option<&str> {
     if let Some(start) = line.find('<')
@@ -74,4 +103,23 @@ pub fn first_address(line: &str) -> Option<&str> {
         }
     }
     text::addresses(line).next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::address_line;
+
+    #[test]
+    fn a_line_led_by_the_address_is_its_diagnostic() {
+        let text = "Hello.\n\nPostmaster@Rcpt.example: Domain does not exist\n    (after DNS lookup)\nother@rcpt.example: full\n";
+        assert_eq!(
+            address_line(text, "postmaster@rcpt.example").as_deref(),
+            Some("Domain does not exist (after DNS lookup)")
+        );
+        assert_eq!(address_line(text, "nobody@rcpt.example"), None);
+        assert_eq!(
+            address_line("<a@b.example>: 550 no", "a@b.example").as_deref(),
+            Some("550 no")
+        );
+    }
 }
