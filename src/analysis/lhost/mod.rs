@@ -23,6 +23,7 @@ pub mod generic;
 pub mod gmx;
 pub mod google;
 pub mod hotmail;
+pub mod imail;
 pub mod kddi;
 pub mod notice;
 pub mod opensmtpd;
@@ -138,6 +139,10 @@ pub const MODULES: &[Lhost] = &[
     Lhost {
         name: "dragonfly",
         parse: dragonfly::parse,
+    },
+    Lhost {
+        name: "imail",
+        parse: imail::parse,
     },
     Lhost {
         name: "biglobe",
