@@ -187,6 +187,9 @@ fn body_text(msg: &Message<'_>) -> String {
         }
     }
     if out.trim().is_empty() {
+        out.push_str(&unsplit_multipart_text(msg));
+    }
+    if out.trim().is_empty() {
         for id in &msg.html_body {
             if let Some(PartType::Html(h)) = msg.parts.get(*id as usize).map(|p| &p.body) {
                 out.push_str(&strip_html(h));
@@ -230,4 +233,22 @@ pub fn strip_html(html: &str) -> String {
         .replace("&quot;", "\"")
         .replace("&#39;", "'")
         .replace("&amp;", "&")
+}
+
+/// A multipart whose boundary never occurs in its body (relays and anonymisers mangle
+/// boundaries, some strip the delimiter lines, some break the `boundary=` parameter onto an
+/// unindented line): mail-parser keeps that part's whole body as text and finds no text part.
+/// That body is still the notice, so it is the text.
+fn unsplit_multipart_text(msg: &Message<'_>) -> String {
+    msg.parts
+        .iter()
+        .find_map(|p| match &p.body {
+            PartType::Text(_) | PartType::Binary(_) | PartType::InlineBinary(_)
+                if part_type(p).starts_with("multipart/") =>
+            {
+                Some(Mail::part_text(p))
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
 }

@@ -102,13 +102,13 @@ pub fn analyze(raw: &[u8]) -> Analysis {
 /// Analyses with a given rule table (user rules prepended to the built-in ones).
 pub fn analyze_with(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
     // mail-parser is robust, but a panic on hostile input must not take the worker down.
-    match std::panic::catch_unwind(|| analyze_inner(raw, rules)) {
+    match std::panic::catch_unwind(|| analyze_inner(raw, rules, false)) {
         Ok(a) => a,
         Err(_) => Analysis::unparsed("internal error while analysing this message"),
     }
 }
 
-fn analyze_inner(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
+fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
     let mail = match mail::Mail::parse(raw) {
         Ok(m) => m,
         Err(e) => return Analysis::unparsed(e),
@@ -167,7 +167,8 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
         .parts_of_type("message/delivery-status")
         .chain(mail.parts_of_type("message/global-delivery-status"))
         .next()
-        .map(|p| rfc3464::Report::parse(&mail::Mail::part_text(p)));
+        .map(|p| rfc3464::Report::parse(&mail::Mail::part_text(p)))
+        .or_else(|| inline_report(&mail));
     let found = lhost::detect(
         &mail,
         dsn.as_ref().is_some_and(|r| !r.recipients.is_empty()),
@@ -181,6 +182,11 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
         .any(|r| r.diagnostic.is_none() || r.status.as_deref().is_none_or(status::is_generic))
     {
         merge_text_evidence(&mut recipients, &lhost::generic::scan(&mail).recipients);
+        // The scanners never take a role mailbox from prose; a report that names one still
+        // deserves the text's `postmaster@example.org: Domain does not exist`.
+        for r in recipients.iter_mut().filter(|r| r.diagnostic.is_none()) {
+            r.diagnostic = lhost::notice::address_line(&mail.text, &r.address);
+        }
     }
     if !recipients.is_empty() {
         a.mta = Some(match (&found, dsn.is_some()) {
@@ -216,6 +222,15 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
         return a;
     }
 
+    // 3b. A mailer-daemon's notice that names no recipient itself but attaches the bounce it
+    // relays (a filtering gateway forwarding the report it received): the attached report.
+    if !nested && let Some(inner) = forwarded_report(&mail, rules) {
+        return Analysis {
+            envelope: a.envelope,
+            ..inner
+        };
+    }
+
     // 4. Automatic replies, 5. unsubscribe requests, 6. anything else.
     if rfc3834::detect(&mail).is_some() {
         a.kind = Kind::AutoReply;
@@ -232,6 +247,37 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
             .collect();
     }
     a
+}
+
+/// The analysis of a bounce or delay warning attached (as `message/rfc822`) to a notice from a
+/// mailer-daemon, for notices that name no recipient themselves.
+fn forwarded_report(mail: &mail::Mail<'_>, rules: &rules::RuleSet) -> Option<Analysis> {
+    if !lhost::text::from_daemon(mail) {
+        return None;
+    }
+    mail.msg.parts.iter().find_map(|p| match &p.body {
+        mail_parser::PartType::Message(m) => {
+            let inner = analyze_inner(m.raw_message(), rules, true);
+            matches!(inner.kind, Kind::Bounce | Kind::Delay).then_some(inner)
+        }
+        _ => None,
+    })
+}
+
+/// A report whose MIME structure was lost but whose fields survive in the text, in a message
+/// that a mailer-daemon wrote (or that is titled as a bounce): as good as a DSN part.
+fn inline_report(mail: &mail::Mail<'_>) -> Option<rfc3464::Report> {
+    let t = &mail.text;
+    if !(t.contains("Final-Recipient:")
+        || t.contains("final-recipient:")
+        || t.contains("FINAL-RECIPIENT:"))
+    {
+        return None;
+    }
+    if !(lhost::text::from_bounce_sender(mail) || lhost::text::bounce_subject(mail)) {
+        return None;
+    }
+    rfc3464::inline(t)
 }
 
 /// The message's kind from its recipients' actions: any failure makes a bounce; otherwise a
@@ -296,7 +342,7 @@ fn merge_text_evidence(recipients: &mut Vec<Recipient>, text: &[Recipient]) {
         else {
             continue;
         };
-        if r.diagnostic.is_none() {
+        if r.diagnostic.is_none() || extends(t.diagnostic.as_deref(), r.diagnostic.as_deref()) {
             r.diagnostic = t.diagnostic.clone();
         }
         if r.reply_code.is_none() {
@@ -306,6 +352,16 @@ fn merge_text_evidence(recipients: &mut Vec<Recipient>, text: &[Recipient]) {
             r.status = status::prefer_specific(r.status.take(), t.status.clone());
         }
     }
+}
+
+/// True when the text's diagnostic ends with the report's and says what led to it (Postfix's
+/// "host X refused to talk to me: 421 ..." before the bare reply the DSN keeps). Text that
+/// only appends (Sendmail's generic "554 5.0.0 Service unavailable") does not count.
+fn extends(text: Option<&str>, report: Option<&str>) -> bool {
+    let (Some(t), Some(r)) = (text, report) else {
+        return false;
+    };
+    t.len() > r.len() && lhost::text::squash(t).ends_with(&lhost::text::squash(r))
 }
 
 /// Normalises an address a report names: trims quotes and brackets, lowercases it, and checks
@@ -445,6 +501,24 @@ hello\r
             r.recipients.len(),
             1,
             "delivered recipients are not listed in a bounce"
+        );
+    }
+
+    #[test]
+    fn a_gateway_notice_that_attaches_the_bounce_it_relays() {
+        let outer = format!(
+            "From: Mail Delivery Subsystem <MAILER-DAEMON@gw.example.com>\r\nTo: ops@gw.example.com\r\nSubject: Returned mail\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"OUT\"\r\n\r\n--OUT\r\nContent-Type: text/plain\r\n\r\n----- The following addresses had permanent delivery errors -----\r\n\r\n--OUT\r\nContent-Type: message/rfc822\r\n\r\n{}\r\n--OUT--\r\n",
+            DSN.replace("ACTION", "failed")
+                .replace("STATUS", "5.1.1")
+                .replace("DIAG", "550 5.1.1 User unknown")
+        );
+        let a = analyze(outer.as_bytes());
+        assert_eq!(a.kind, Kind::Bounce);
+        assert_eq!(a.recipients[0].address, "bob@example.org");
+        assert_eq!(a.recipients[0].label, Some(Label::Hard));
+        assert_eq!(
+            a.envelope.from.as_deref(),
+            Some("mailer-daemon@gw.example.com")
         );
     }
 

@@ -96,6 +96,65 @@ impl Report {
     }
 }
 
+/// A report whose MIME structure was lost (a relay dropped the part headers, a boundary was
+/// mangled): its field blocks survive as plain text in the notice. Reads them from the first
+/// line that opens a report (`Reporting-MTA:` or `Final-Recipient:` at the start of a line)
+/// up to the first block that is no report fields (the returned message's headers) or a MIME
+/// boundary line. `None` when no recipient block is found.
+pub fn inline(text: &str) -> Option<Report> {
+    const FIELDS: &[&str] = &[
+        "reporting-mta",
+        "received-from-mta",
+        "arrival-date",
+        "original-envelope-id",
+        "dsn-gateway",
+        "final-recipient",
+        "original-recipient",
+        "action",
+        "status",
+        "remote-mta",
+        "diagnostic-code",
+        "last-attempt-date",
+        "will-retry-until",
+    ];
+    let is_field = |line: &str| {
+        line.split_once(':').is_some_and(|(n, _)| {
+            let n = n.trim().to_ascii_lowercase();
+            n.starts_with("x-") || FIELDS.contains(&n.as_str())
+        })
+    };
+    let opens = |line: &str| {
+        let l = line.trim_start().to_ascii_lowercase();
+        l.starts_with("reporting-mta:") || l.starts_with("final-recipient:")
+    };
+    let start = {
+        let mut pos = 0;
+        let mut found = None;
+        for line in text.split_inclusive('\n') {
+            if opens(line) {
+                found = Some(pos);
+                break;
+            }
+            pos += line.len();
+        }
+        found?
+    };
+    let mut end = text.len();
+    let mut pos = start;
+    let mut block_start = true;
+    for line in text[start..].split_inclusive('\n') {
+        let t = line.trim_end();
+        if t.starts_with("--") || block_start && !t.is_empty() && !is_field(t) {
+            end = pos;
+            break;
+        }
+        block_start = t.is_empty();
+        pos += line.len();
+    }
+    let report = Report::parse(&text[start..end]);
+    (!report.recipients.is_empty()).then_some(report)
+}
+
 /// Some MTAs (AOL's) leave out the blank line between recipient blocks: a second
 /// `Final-Recipient` in one block starts the next recipient.
 fn split_recipients(block: Fields) -> Vec<Fields> {
@@ -193,6 +252,17 @@ mod tests {
         );
         assert_eq!(rs[1].action.as_deref(), Some("delayed"));
         assert_eq!(rs[1].remote_mta.as_deref(), Some("mx.example.net"));
+    }
+
+    #[test]
+    fn inline_report_stops_at_the_returned_headers() {
+        let text = "The original message was received at ...\n\n   ----- Transcript of session follows -----\n554 <a@example.org>... Service unavailable\n\nReporting-MTA: dns; mx.example.net\n\nFinal-Recipient: RFC822; a@example.org\nAction: failed\nStatus: 5.5.0\n\nReturn-Path: <s@example.com>\nFrom: s@example.com\nTo: a@example.org\nStatus: RO\n\nhello\n";
+        let r = inline(text).expect("a report");
+        let rs = r.to_recipients();
+        assert_eq!(rs.len(), 1);
+        assert_eq!(rs[0].address, "a@example.org");
+        assert_eq!(r.recipients[0].0.len(), 3, "{:?}", r.recipients);
+        assert!(inline("Final-Recipient is a field name.\n").is_none());
     }
 
     #[test]

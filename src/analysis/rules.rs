@@ -251,6 +251,60 @@ mod tests {
     }
 
     #[test]
+    fn refusals_of_the_sender_and_hedges_in_the_text() {
+        let rule = |status, code, diag| decide(status, code, diag).rule;
+        assert_eq!(
+            rule(
+                None,
+                Some(421),
+                "host mx.example.org refused to talk to me: 421 too many connections"
+            ),
+            "keyword=rate limited",
+            "why the greeting was refused beats the refusal"
+        );
+        assert_eq!(
+            rule(
+                None,
+                Some(554),
+                "554 mx.example.org ESMTP not accepting connections"
+            ),
+            "keyword=greeting refused"
+        );
+        assert_eq!(
+            rule(Some("5.0.0"), None, "Domain does not exist"),
+            "keyword=domain does not exist"
+        );
+        assert_eq!(
+            rule(
+                None,
+                None,
+                "You are not a member of this mailing list <l@example.org>."
+            ),
+            "keyword=sender rejected"
+        );
+        assert_eq!(
+            rule(
+                Some("5.7.1"),
+                None,
+                "le groupe n'existe pas ou vous ne soyez pas autorisé à lui envoyer des messages"
+            ),
+            "keyword=sender rejected"
+        );
+        assert_eq!(
+            rule(
+                None,
+                Some(550),
+                "550 domain [example.com] mismatches client ip 192.0.2.1."
+            ),
+            "keyword=reverse dns"
+        );
+        assert_eq!(
+            rule(None, Some(550), "550 Protocol violation"),
+            "keyword=policy"
+        );
+    }
+
+    #[test]
     fn status_patterns() {
         assert!(status_matches("5.7.*", "5.7.26"));
         assert!(status_matches("*.1.1", "4.1.1"));

@@ -83,7 +83,7 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
             .filter_map(|a| text::recipient(a, "", action))
             .collect();
     }
-    notice.found("exim", recipients)
+    notice.found_keeping("exim", recipients, |a| failed.iter().any(|f| f == a))
 }
 
 /// The recipient blocks after the list opener.
@@ -235,6 +235,25 @@ mod tests {
         assert_eq!(
             f.original.unwrap().from.as_deref(),
             Some("alice@sender.example")
+        );
+    }
+
+    #[test]
+    fn a_failed_recipients_header_names_even_the_senders_own_address() {
+        let raw = BOUNCE
+            .replace("To: alice@sender.example", "To: bob@rcpt.example")
+            .replace(
+                "X-Failed-Recipients: bob@rcpt.example, carol@rcpt.example",
+                "X-Failed-Recipients: bob@rcpt.example",
+            );
+        let mail = Mail::parse(raw.as_bytes()).unwrap();
+        let f = parse(&mail).unwrap();
+        assert_eq!(f.recipients[0].address, "bob@rcpt.example");
+        assert!(
+            !f.recipients
+                .iter()
+                .any(|r| r.address == "carol@rcpt.example"),
+            "a bare local part is completed only from the header"
         );
     }
 

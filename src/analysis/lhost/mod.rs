@@ -12,20 +12,25 @@
 
 pub mod amazonses;
 pub mod amazonworkmail;
+pub mod apachejames;
+pub mod biglobe;
 pub mod dragonfly;
 pub mod exchange;
 pub mod exim;
 pub mod ezweb;
+pub mod fml;
 pub mod generic;
 pub mod gmx;
 pub mod google;
 pub mod hotmail;
+pub mod imail;
 pub mod kddi;
 pub mod notice;
 pub mod opensmtpd;
 pub mod postfix;
 pub mod qmail;
 pub mod sendmail;
+pub mod smail;
 pub mod text;
 pub mod verizon;
 pub mod yahoo;
@@ -134,6 +139,26 @@ pub const MODULES: &[Lhost] = &[
     Lhost {
         name: "dragonfly",
         parse: dragonfly::parse,
+    },
+    Lhost {
+        name: "imail",
+        parse: imail::parse,
+    },
+    Lhost {
+        name: "biglobe",
+        parse: biglobe::parse,
+    },
+    Lhost {
+        name: "apachejames",
+        parse: apachejames::parse,
+    },
+    Lhost {
+        name: "smail",
+        parse: smail::parse,
+    },
+    Lhost {
+        name: "fml",
+        parse: fml::parse,
     },
     Lhost {
         name: "generic",

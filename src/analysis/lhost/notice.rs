@@ -33,9 +33,25 @@ impl<'m> Notice<'m> {
     /// A `Found` for `mta` with the recipients not excluded (first occurrence of each
     /// address wins); `None` when none is left.
     pub fn found(self, mta: &'static str, recipients: Vec<Recipient>) -> Option<Found> {
+        self.found_keeping(mta, recipients, |_| false)
+    }
+
+    /// Like [`Notice::found`], but addresses for which `explicit` holds are kept whatever the
+    /// exclusions say: a template's own list of failed addresses (a header such as
+    /// `X-Failed-Recipients`, a heading such as "The following addresses had delivery
+    /// problems") names them as plainly as a DSN's `Final-Recipient`, even when that is the
+    /// postmaster or the sender's own address.
+    pub fn found_keeping(
+        self,
+        mta: &'static str,
+        recipients: Vec<Recipient>,
+        explicit: impl Fn(&str) -> bool,
+    ) -> Option<Found> {
         let mut out: Vec<Recipient> = Vec::new();
         for r in recipients {
-            if !self.excl.excludes(&r.address) && !out.iter().any(|o| o.address == r.address) {
+            if (explicit(&r.address) || !self.excl.excludes(&r.address))
+                && !out.iter().any(|o| o.address == r.address)
+            {
                 out.push(r);
             }
         }
@@ -45,6 +61,35 @@ impl<'m> Notice<'m> {
             original: self.original,
         })
     }
+}
+
+/// The diagnostic of a line led by `address` (`address: text` or `<address>: text`) in a
+/// notice, with the indented lines that continue it. Used for a report's own recipient, so
+/// no exclusion applies.
+pub fn address_line(notice: &str, address: &str) -> Option<String> {
+    let mut lines = notice.lines();
+    while let Some(line) = lines.next() {
+        let l = line.trim_start().trim_start_matches('<');
+        let Some(head) = l.get(..address.len()) else {
+            continue;
+        };
+        if !head.eq_ignore_ascii_case(address) {
+            continue;
+        }
+        let Some(rest) = l[address.len()..].trim_start_matches('>').strip_prefix(':') else {
+            continue;
+        };
+        let mut diag = rest.trim().to_string();
+        for next in lines.by_ref() {
+            if !next.starts_with([' ', '\t']) || next.trim().is_empty() {
+                break;
+            }
+            diag.push(' ');
+            diag.push_str(next.trim());
+        }
+        return (!diag.is_empty()).then_some(diag);
+    }
+    None
 }
 
 /// The first bracketed address in a line (`<a@b>`), else the first bare one.
@@ -58,4 +103,23 @@ pub fn first_address(line: &str) -> Option<&str> {
         }
     }
     text::addresses(line).next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::address_line;
+
+    #[test]
+    fn a_line_led_by_the_address_is_its_diagnostic() {
+        let text = "Hello.\n\nPostmaster@Rcpt.example: Domain does not exist\n    (after DNS lookup)\nother@rcpt.example: full\n";
+        assert_eq!(
+            address_line(text, "postmaster@rcpt.example").as_deref(),
+            Some("Domain does not exist (after DNS lookup)")
+        );
+        assert_eq!(address_line(text, "nobody@rcpt.example"), None);
+        assert_eq!(
+            address_line("<a@b.example>: 550 no", "a@b.example").as_deref(),
+            Some("550 no")
+        );
+    }
 }

@@ -265,6 +265,15 @@ fn transcript(text: &str) -> Vec<(Option<String>, String)> {
             // A reply Sendmail reports without naming a recipient (`554 5.0.0 Service
             // unavailable`, or the only line of a minimal transcript).
             replies.push(l);
+        } else if l.split_once(": ").is_some_and(|(prog, _)| {
+            !prog.is_empty()
+                && prog
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b"._-".contains(&b))
+        }) {
+            // What the local delivery agent said (`mail.local: unknown user: bob`) explains
+            // the generic `554 <bob>... Service unavailable` that follows it.
+            replies.push(l);
         }
     }
     if !replies.is_empty() {
@@ -298,6 +307,17 @@ mod tests {
             Some(
                 "550 5.1.1 <bob@rcpt.example>... User unknown 550 5.1.1 <bob@rcpt.example>... User unknown"
             )
+        );
+    }
+
+    #[test]
+    fn local_mailer_complaint_explains_the_generic_line() {
+        let raw = "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.rcpt.example>\nSubject: Returned mail: Service unavailable\n\n   ----- The following addresses had permanent fatal errors -----\n<bob@rcpt.example>\n\n   ----- Transcript of session follows -----\nmail.local: unknown user: bob\n554 <bob@rcpt.example>... Service unavailable\n";
+        let mail = Mail::parse(raw.as_bytes()).unwrap();
+        let r = &parse(&mail).unwrap().recipients[0];
+        assert_eq!(
+            r.diagnostic.as_deref(),
+            Some("mail.local: unknown user: bob 554 <bob@rcpt.example>... Service unavailable")
         );
     }
 

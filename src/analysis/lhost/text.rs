@@ -34,7 +34,7 @@ static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
 static ORIGINAL_MARKER: LazyLock<Regex> = LazyLock::new(|| {
     // Unanchored so that the regex engine can scan with a literal prefilter; `split_original`
     // checks that a match starts its line (after decoration such as `---` or `> `).
-    RegexBuilder::new(r"(?:this is a copy of the (original )?message|below this line is a copy of the message|original message (follows|headers)|-+ ?original message ?-+|-+ ?returned message ?-+|unsent message below|the (original|returned) message (headers )?(follows|is attached|was (attached|included|returned))|here (is|are) (the )?(original|returned|partial) (message|headers)|message headers follow|-+ ?(start|begin) of (returned|original) (message|headers|message content)|-+ ?undelivered message ?-+|-+ ?received headers ?-+|headers of (the )?(original|returned) message|copy of (the )?original message|your message reads|-+ ?message text ?-+|a copy of your message|content-type: message/rfc822|content-type: text/rfc822-headers)")
+    RegexBuilder::new(r"(?:this is a copy of the (original )?message|below this line is a copy of the message|original message (follows|headers)|-+ ?original message ?-+|-+ ?returned message ?-+|unsent message below|the (original|returned) message (headers )?(follows|is attached|was (attached|included|returned))|here (is|are) (the )?(original|returned|partial) (message|headers)|message headers follow|-+ ?(start|begin) of (returned|original) (message|headers|message content)|-+ ?undelivered message ?-+|-+ ?received headers ?-+|headers of (the )?(original|returned) message|copy of (the )?original message|your message reads|-+ ?message text ?-+|a copy of your message|included is a copy of the message header|the header of the original message is following|content-type: message/rfc822|content-type: text/rfc822-headers)")
         .case_insensitive(true)
         .dfa_size_limit(32 << 20)
         .build()
@@ -124,6 +124,12 @@ impl Exclusions {
             || local.starts_with("prvs=") && a.contains("bounce")
     }
 
+    /// True if the address is one of the message's own parties (the bounce's From, To or
+    /// Return-Path, the original's sender); role mailboxes are not checked.
+    pub fn names_a_party(&self, address: &str) -> bool {
+        self.addrs.contains(&address.to_ascii_lowercase())
+    }
+
     pub fn add(&mut self, address: &str) {
         self.addrs.push(address.to_ascii_lowercase());
     }
@@ -151,6 +157,10 @@ pub fn squash(s: &str) -> String {
 /// Lines that are headers of a quoted message, not notices about a recipient.
 pub fn is_header_line(line: &str) -> bool {
     let l = line.trim_start();
+    // The folded tail of a quoted `Received:` header (`    for <rcpt@example.org>; date`).
+    if l.len() < line.len() && l.starts_with("for <") && l.contains(">;") {
+        return true;
+    }
     let Some((name, _)) = l.split_once(':') else {
         return false;
     };
@@ -271,4 +281,21 @@ pub fn scan(notice: &str, excl: &Exclusions, action: &str) -> Vec<Recipient> {
         i = j.max(i + 1);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_received_tails_and_header_copies_are_not_notices() {
+        assert!(is_header_line(
+            "    for <carol@example.org>; Mon, 2 Nov 2026 10:00:00 +0000"
+        ));
+        assert!(!is_header_line("for <carol@example.org>; it failed"));
+        let text = "The following address failed:\n\n<bob@rcpt.example>\n\nIncluded is a copy of the message header:\n---------\nReceived: from a by b\n    for <carol@example.org>; Mon, 2 Nov 2026\n";
+        let (notice, returned) = split_original(text);
+        assert!(notice.contains("bob@rcpt.example"));
+        assert!(returned.is_some_and(|r| r.contains("carol@example.org")));
+    }
 }
