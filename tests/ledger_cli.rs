@@ -333,7 +333,10 @@ fn projection_is_the_same_in_any_order_and_any_number_of_runs() {
     let a = projection(&forward);
     let b = projection(&backward);
     let floor = if with_corpus { 40 } else { 8 };
-    assert!(a.lines().count() > floor, "a real projection to compare:\n{a}");
+    assert!(
+        a.lines().count() > floor,
+        "a real projection to compare:\n{a}"
+    );
     if a != b {
         for (x, y) in a.lines().zip(b.lines()) {
             if x != y {
