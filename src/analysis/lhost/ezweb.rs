@@ -8,7 +8,7 @@
 //!   within 0 days and 1 hours. Remote host is not responding.") and the recipients alone on
 //!   their lines as `<address>`;
 //! * "Each of the following recipients was rejected by a remote mail server." then, per
-//!   recipient, "Recipient: <address>", the command sent (`>>> RCPT TO:<...>`) and the reply
+//!   recipient, `Recipient: <address>`, the command sent (`>>> RCPT TO:<...>`) and the reply
 //!   (`<<< 550 ...`);
 //! * the same sentence with no transcript (a domain filter refusal).
 //!

@@ -17,7 +17,7 @@
 //! The remote reply is what the rule table must read, so the diagnostic is cut down to it
 //! whenever the template marks where it starts. Two Google texts carry no code; they get the
 //! status Google itself writes for them in its RFC 3464 reports, so that a plain-text notice
-//! and a structured one about the same failure are classified alike (see [`implied_status`]).
+//! and a structured one about the same failure are classified alike (see `implied_status`).
 
 use std::sync::LazyLock;
 

@@ -2,7 +2,7 @@
 //! older, non-ARF form.
 //!
 //! A `multipart/mixed` message from `staff@hotmail.com` with the subject "complaint about
-//! message from <IP>", carrying the complained-about message as `message/rfc822`. Microsoft
+//! message from &lt;IP&gt;", carrying the complained-about message as `message/rfc822`. Microsoft
 //! adds `X-HmXmrOriginalRecipient` to that message: the address of the user who complained.
 
 use mail_parser::PartType;

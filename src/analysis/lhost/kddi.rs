@@ -1,8 +1,8 @@
 //! KDDI / au one net (`dion.ne.jp`) bounces.
 //!
 //! A `multipart/mixed` notice from `no-reply@...dion.ne.jp`, subject "メールエラー通知", whose
-//! Japanese text is followed by an English one: "Your mail sent on: <date>", then
-//! "Could not be delivered to: <address>" and the reason on the next line(s), e.g. "As their
+//! Japanese text is followed by an English one: `Your mail sent on: <date>`, then
+//! `Could not be delivered to: <address>` and the reason on the next line(s), e.g. "As their
 //! mailbox is full."
 
 use super::super::mail::Mail;
