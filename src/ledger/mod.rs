@@ -91,6 +91,8 @@ pub struct Ledger {
     conn: Connection,
     policy: Policy,
     path: PathBuf,
+    /// Fold states of busy addresses, so that a batch does not replay their whole history.
+    checkpoints: projection::Checkpoints,
 }
 
 impl Ledger {
@@ -116,6 +118,7 @@ impl Ledger {
             conn,
             policy,
             path: path.to_path_buf(),
+            checkpoints: projection::Checkpoints::default(),
         };
         ledger.follow_policy()?;
         Ok(ledger)
@@ -258,6 +261,7 @@ impl Ledger {
     ) -> anyhow::Result<Reactivation> {
         let address = normalize_address(address)
             .with_context(|| format!("{address:?} is not an e-mail address"))?;
+        self.checkpoints.clear();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -302,11 +306,13 @@ impl Ledger {
     /// Re-runs the analysis on stored messages (all, or those received since `since`) and
     /// rebuilds events and the whole projection in one transaction.
     pub fn reclassify(&mut self, since: Option<&str>) -> anyhow::Result<ReclassifyReport> {
+        self.checkpoints.clear();
         reclassify::run(&mut self.conn, &self.policy, since)
     }
 
     /// Recomputes the whole projection from the events (after a policy change).
     pub fn rebuild_projection(&mut self) -> anyhow::Result<()> {
+        self.checkpoints.clear();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -328,7 +334,12 @@ impl Ledger {
         shas: &[String],
         analyses: &[Option<Analysis>],
     ) -> anyhow::Result<Vec<anyhow::Result<IngestOutcome>>> {
-        match self.write_batch_once(items, shas, analyses) {
+        let first = self.write_batch_once(items, shas, analyses);
+        if first.is_err() {
+            // Checkpoints may have followed writes that were rolled back.
+            self.checkpoints.clear();
+        }
+        match first {
             Err(e) if items.len() > 1 => {
                 tracing::debug!(error = %format!("{e:#}"), "batch failed: one message per transaction");
                 let mut outcomes = Vec::with_capacity(items.len());
@@ -337,6 +348,9 @@ impl Ledger {
                     let outcome = self
                         .write_batch_once(&items[r.clone()], &shas[r.clone()], &analyses[r])
                         .and_then(single);
+                    if outcome.is_err() {
+                        self.checkpoints.clear();
+                    }
                     let stop = outcome.is_err() && items[n].origin.imap().is_some();
                     outcomes.push(outcome);
                     if stop {
@@ -394,7 +408,13 @@ impl Ledger {
                 "not stored: an earlier message of its folder failed"
             )));
         }
-        projection::refresh(&tx, &self.policy, &touched.addresses, &touched.domains)?;
+        projection::refresh_with(
+            &tx,
+            &self.policy,
+            &touched.addresses,
+            &touched.domains,
+            &mut self.checkpoints,
+        )?;
         tx.commit()?;
         Ok(outcomes)
     }
