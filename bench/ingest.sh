@@ -29,9 +29,9 @@ done
 total=$(find "$work/mail" -type f | wc -l)
 echo "== $total messages ($copies copies of $corpus), $(du -sh "$work/mail" | cut -f1)"
 echo "== ingest into an empty ledger"
-"$bin" ingest --db "$work/bench.db" "$work/mail" | head -2
+"$bin" ingest --db "$work/bench.db" "$work/mail" | sed -n 1,2p
 echo "== ingest again (all duplicates)"
-"$bin" ingest --db "$work/bench.db" "$work/mail" | head -1
+"$bin" ingest --db "$work/bench.db" "$work/mail" | sed -n 1p
 echo "== analysis alone (classify --json > /dev/null)"
 start=$(date +%s.%N)
 "$bin" classify --json "$work/mail" > /dev/null || true

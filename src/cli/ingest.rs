@@ -7,27 +7,60 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use super::LedgerArgs;
-use crate::input;
-use crate::ledger::{Origin, RunSummary, time};
+use crate::input::{self, InputMessage};
+use crate::ledger::{Incoming, Origin, RunSummary, time};
+
+/// Messages per ledger transaction: enough to amortise the commit and the projection replay,
+/// small enough to keep memory flat.
+const BATCH_MESSAGES: usize = 256;
+/// ...and at most this many bytes of mail held at once.
+const BATCH_BYTES: usize = 32 << 20;
 
 pub fn run(args: &LedgerArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let (_, mut ledger) = args.open()?;
     let run_id = ledger.start_run("files")?;
     let mut summary = RunSummary::default();
     let started = Instant::now();
-    input::for_each_message(paths, |item| match item {
-        Ok(msg) => match ledger.ingest(&msg.raw, &file_origin(&msg.source)) {
-            Ok(outcome) => summary.record(&outcome),
-            Err(e) => {
-                eprintln!("rebound: {}: {e:#}", msg.source);
-                summary.error(format!("{}: {e:#}", msg.source));
+    // Messages go to the ledger in batches (one transaction, analysis on every core); a
+    // batch is bounded in count and bytes so that memory stays flat however many files.
+    let mut batch: Vec<(InputMessage, Origin)> = Vec::new();
+    let mut bytes = 0usize;
+    let mut flush = |batch: &mut Vec<(InputMessage, Origin)>, summary: &mut RunSummary| {
+        let items: Vec<Incoming<'_>> = batch
+            .iter()
+            .map(|(m, o)| Incoming::new(&m.raw, o))
+            .collect();
+        match ledger.ingest_batch(&items) {
+            Ok(outcomes) => {
+                for ((msg, _), outcome) in batch.iter().zip(outcomes) {
+                    match outcome {
+                        Ok(outcome) => summary.record(&outcome),
+                        Err(e) => failed(summary, &msg.source, &e),
+                    }
+                }
             }
-        },
+            Err(e) => batch
+                .iter()
+                .for_each(|(m, _)| failed(summary, &m.source, &e)),
+        }
+        batch.clear();
+    };
+    input::for_each_message(paths, |item| match item {
+        Ok(msg) => {
+            bytes += msg.raw.len();
+            let origin = file_origin(&msg.source);
+            batch.push((msg, origin));
+            if batch.len() >= BATCH_MESSAGES || bytes >= BATCH_BYTES {
+                flush(&mut batch, &mut summary);
+                bytes = 0;
+            }
+        }
         Err(e) => {
             eprintln!("rebound: {e}");
             summary.error(e.to_string());
         }
     });
+    flush(&mut batch, &mut summary);
     let elapsed = started.elapsed().as_secs_f64();
     ledger.finish_run(run_id, &summary)?;
 
@@ -67,6 +100,12 @@ pub fn run(args: &LedgerArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// A message that did not reach the ledger: reported, and the run goes on.
+fn failed(summary: &mut RunSummary, source: &str, e: &anyhow::Error) {
+    eprintln!("rebound: {source}: {e:#}");
+    summary.error(format!("{source}: {e:#}"));
 }
 
 /// A file's origin. Its modification time stands in for IMAP's INTERNALDATE: for a Maildir it

@@ -39,4 +39,4 @@ pub mod watch;
 
 pub use config::{Action, Auth, MailboxConfig, MoveTo, Tls};
 pub use poll::{MailboxReport, PollOptions, SharedStore, poll_mailbox};
-pub use store::{DryRun, FolderProgress, MessageOrigin, Store, Stored};
+pub use store::{DryRun, Fetched, FolderProgress, MessageOrigin, Store, Stored};

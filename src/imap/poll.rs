@@ -14,7 +14,7 @@ use super::auth;
 use super::config::MailboxConfig;
 use super::connect::{self, Session, timed};
 use super::fetch;
-use super::store::{MessageOrigin, Store, Stored};
+use super::store::{Fetched, MessageOrigin, Store, Stored};
 use crate::analysis::{Kind, Label};
 
 /// The store shared by the tasks of one run (SQLite writes are serialised anyway).
@@ -206,7 +206,7 @@ impl Worker {
         folders: &mut Folders,
         folder: &str,
     ) -> anyhow::Result<()> {
-        let cfg = &self.cfg;
+        let cfg = &self.cfg.clone();
         let limit = cfg.timeout();
         let mb = if self.opts.dry_run {
             timed(limit, &format!("EXAMINE {folder}"), session.examine(folder)).await?
@@ -242,84 +242,38 @@ impl Worker {
         let (uids, large) = fetch::candidates(session, &plan, cfg.max_message_bytes, limit).await?;
         tracing::info!(mailbox = %cfg.name, folder, uidvalidity, last_uid, candidates = uids.len(), oversized = large.len(), "search done");
 
+        // A pipeline of two: batch k is analysed and stored on its own thread while batch k+1
+        // is fetched; batch k's action waits for its commit (and for the session to be free).
+        // So the ledger and the watermark always run ahead of the action, never behind it.
+        let mut ingesting: Option<Ingesting> = None;
         for batch in uids.chunks(cfg.batch_size.max(1)) {
-            let mut done: Vec<(u32, Kind)> = Vec::with_capacity(batch.len());
-            for (header_only, run) in fetch::runs(batch, &large) {
-                let mut pending: &[u32] = &run;
-                while let Some(&first) = pending.first() {
-                    let key = (folder.to_string(), first);
-                    // A poison message is recorded from what little is known, then skipped.
-                    if self.poison.uids.contains(&key) {
-                        let origin = MessageOrigin {
-                            mailbox: cfg.name.clone(),
-                            folder: folder.to_string(),
-                            uidvalidity,
-                            uid: first,
-                            internal_date: None,
-                        };
-                        let error = format!(
-                            "skipped after repeated failures: {}",
-                            self.poison.last_error
-                        );
-                        let stored = if self.opts.dry_run {
-                            Stored {
-                                kind: Kind::Unparsed,
-                                labels: vec![],
-                                duplicate: false,
-                            }
-                        } else {
-                            self.store
-                                .lock()
-                                .unwrap()
-                                .ingest_failed(b"", &origin, &error)?
-                        };
-                        self.report.count(&stored);
-                        self.report
-                            .errors
-                            .push(format!("{folder} uid {first}: {error}"));
-                        done.push((first, stored.kind));
-                        pending = &pending[1..];
-                        continue;
-                    }
-                    // Fetch up to the next poison message.
-                    let mut end = pending
-                        .iter()
-                        .position(|&u| self.poison.uids.contains(&(folder.to_string(), u)))
-                        .unwrap_or(pending.len());
-                    // After a failed session, one message per FETCH: the next failure is then
-                    // blamed on the message that caused it, not on the first of a batch.
-                    if self.poison.last_failure.is_some() {
-                        end = 1;
-                    }
-                    let (now, rest) = pending.split_at(end);
-                    self.position = Some(key);
-                    let mut seen = HashSet::new();
-                    let (store, report, position) =
-                        (&self.store, &mut self.report, &mut self.position);
-                    fetch::fetch_run(session, now, header_only, limit, |f| {
-                        let Some(uid) = f.uid else { return Ok(()) };
-                        if now.binary_search(&uid).is_err() || !seen.insert(uid) {
-                            return Ok(()); // an unsolicited FETCH (a flag change): not an answer
-                        }
-                        let stored =
-                            ingest_one(&f, uid, header_only, cfg, store, folder, uidvalidity)?;
-                        report.count(&stored);
-                        if header_only {
-                            report.oversized += 1;
-                        }
-                        done.push((uid, stored.kind));
-                        // The next message is the one a failure would be blamed on.
-                        *position = now
-                            .iter()
-                            .find(|&&u| u > uid)
-                            .map(|&u| (folder.to_string(), u));
-                        Ok(())
-                    })
-                    .await?;
-                    pending = rest;
-                }
+            let mut fetched = Batch::default();
+            let result = self
+                .fetch_batch(session, batch, &large, folder, uidvalidity, &mut fetched)
+                .await;
+            // Whatever happened, the previous batch is committed and counted first.
+            let previous = ingesting.take().map(|i| self.finish(i, folder));
+            if let Err(e) = result {
+                // Keep what was read before the failure: the retry starts after it.
+                previous.transpose()?;
+                let position = self.position.take();
+                self.finish(self.start(fetched), folder)?;
+                self.position = position;
+                return Err(e);
             }
+            let done = previous.transpose()?;
             self.position = None;
+            if let Some(done) = done
+                && !self.opts.dry_run
+            {
+                action::apply(session, cfg, caps, folders, &done, keywords)
+                    .await
+                    .with_context(|| format!("applying action {:?}", cfg.action))?;
+            }
+            ingesting = Some(self.start(fetched));
+        }
+        if let Some(last) = ingesting.take() {
+            let done = self.finish(last, folder)?;
             if !self.opts.dry_run {
                 action::apply(session, cfg, caps, folders, &done, keywords)
                     .await
@@ -328,6 +282,151 @@ impl Worker {
         }
         Ok(())
     }
+
+    /// Fetches one batch into `out`, in UID order; poison messages go in as failed ones.
+    async fn fetch_batch(
+        &mut self,
+        session: &mut Session,
+        batch: &[u32],
+        large: &HashSet<u32>,
+        folder: &str,
+        uidvalidity: u32,
+        out: &mut Batch,
+    ) -> anyhow::Result<()> {
+        let cfg = &self.cfg;
+        let limit = cfg.timeout();
+        for (header_only, run) in fetch::runs(batch, large) {
+            let mut pending: &[u32] = &run;
+            while let Some(&first) = pending.first() {
+                let key = (folder.to_string(), first);
+                // A poison message is recorded from what little is known, then skipped.
+                if self.poison.uids.contains(&key) {
+                    let error = format!(
+                        "skipped after repeated failures: {}",
+                        self.poison.last_error
+                    );
+                    out.notes.push(Note::Poison(error.clone()));
+                    out.fetched.push(Fetched {
+                        origin: MessageOrigin {
+                            mailbox: cfg.name.clone(),
+                            folder: folder.to_string(),
+                            uidvalidity,
+                            uid: first,
+                            internal_date: None,
+                        },
+                        raw: Vec::new(),
+                        failed: Some(error),
+                    });
+                    pending = &pending[1..];
+                    continue;
+                }
+                // Fetch up to the next poison message.
+                let mut end = pending
+                    .iter()
+                    .position(|&u| self.poison.uids.contains(&(folder.to_string(), u)))
+                    .unwrap_or(pending.len());
+                // After a failed session, one message per FETCH: the next failure is then
+                // blamed on the message that caused it, not on the first of a batch.
+                if self.poison.last_failure.is_some() {
+                    end = 1;
+                }
+                let (now, rest) = pending.split_at(end);
+                self.position = Some(key);
+                let mut seen = HashSet::new();
+                let position = &mut self.position;
+                fetch::fetch_run(session, now, header_only, limit, |f| {
+                    let Some(uid) = f.uid else { return Ok(()) };
+                    if now.binary_search(&uid).is_err() || !seen.insert(uid) {
+                        return Ok(()); // an unsolicited FETCH (a flag change): not an answer
+                    }
+                    out.fetched
+                        .push(fetched(&f, uid, header_only, cfg, folder, uidvalidity));
+                    out.notes.push(if header_only {
+                        Note::Oversized
+                    } else {
+                        Note::None
+                    });
+                    // The next message is the one a failure would be blamed on.
+                    *position = now
+                        .iter()
+                        .find(|&&u| u > uid)
+                        .map(|&u| (folder.to_string(), u));
+                    Ok(())
+                })
+                .await?;
+                pending = rest;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts storing a fetched batch on its own thread.
+    fn start(&self, batch: Batch) -> Ingesting {
+        let store = self.store.clone();
+        let Batch { fetched, notes } = batch;
+        let uids = fetched.iter().map(|f| f.origin.uid).collect();
+        let thread = std::thread::spawn(move || store.lock().unwrap().ingest_batch(&fetched));
+        Ingesting {
+            thread,
+            uids,
+            notes,
+        }
+    }
+
+    /// Waits for a batch to be stored and counts it; returns what its action applies to. The
+    /// first message that could not be stored fails the session (and is blamed for it).
+    fn finish(&mut self, ingesting: Ingesting, folder: &str) -> anyhow::Result<Vec<(u32, Kind)>> {
+        let Ingesting {
+            thread,
+            uids,
+            notes,
+        } = ingesting;
+        let results = thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the ledger writer panicked"))?;
+        let mut done = Vec::with_capacity(results.len());
+        for ((uid, note), result) in uids.into_iter().zip(notes).zip(results) {
+            let stored = match result {
+                Ok(stored) => stored,
+                Err(e) => {
+                    self.position = Some((folder.to_string(), uid));
+                    return Err(e);
+                }
+            };
+            self.report.count(&stored);
+            match note {
+                Note::None => {}
+                Note::Oversized => self.report.oversized += 1,
+                Note::Poison(error) => self
+                    .report
+                    .errors
+                    .push(format!("{folder} uid {uid}: {error}")),
+            }
+            done.push((uid, stored.kind));
+        }
+        Ok(done)
+    }
+}
+
+/// What a fetched batch holds, in UID order.
+#[derive(Default)]
+struct Batch {
+    fetched: Vec<Fetched>,
+    notes: Vec<Note>,
+}
+
+/// Why a message of a batch is stored as failed, for the report.
+enum Note {
+    None,
+    Oversized,
+    Poison(String),
+}
+
+/// A batch being stored by its own thread.
+struct Ingesting {
+    thread: std::thread::JoinHandle<Vec<anyhow::Result<Stored>>>,
+    uids: Vec<u32>,
+    notes: Vec<Note>,
 }
 
 /// Polls one mailbox, retrying with backoff up to `attempts` times. Never returns an error: the
@@ -388,15 +487,16 @@ pub async fn open(cfg: &MailboxConfig) -> anyhow::Result<Session> {
     auth::login(client, cfg).await
 }
 
-fn ingest_one(
+/// A fetched message as the store takes it: the whole message, or its header only (too large,
+/// or the server sent no body) to be stored as `unparsed` with the reason.
+fn fetched(
     f: &Fetch,
     uid: u32,
     header_only: bool,
     cfg: &MailboxConfig,
-    store: &SharedStore,
     folder: &str,
     uidvalidity: u32,
-) -> anyhow::Result<Stored> {
+) -> Fetched {
     let origin = MessageOrigin {
         mailbox: cfg.name.clone(),
         folder: folder.to_string(),
@@ -404,21 +504,29 @@ fn ingest_one(
         uid,
         internal_date: f.internal_date().map(|d| d.to_rfc3339()),
     };
-    let mut store = store.lock().unwrap();
+    let header = || f.header().unwrap_or_default().to_vec();
     if header_only {
         let size = f.size.map(|s| s.to_string()).unwrap_or_else(|| "?".into());
         let error = format!(
             "message of {size} bytes exceeds max_message_bytes = {}: only its header was stored",
             cfg.max_message_bytes
         );
-        return store.ingest_failed(f.header().unwrap_or_default(), &origin, &error);
+        return Fetched {
+            origin,
+            raw: header(),
+            failed: Some(error),
+        };
     }
     match f.body() {
-        Some(raw) => store.ingest(raw, &origin),
-        None => store.ingest_failed(
-            f.header().unwrap_or_default(),
-            &origin,
-            "the server returned no body for this message",
-        ),
+        Some(raw) => Fetched {
+            origin,
+            raw: raw.to_vec(),
+            failed: None,
+        },
+        None => Fetched {
+            origin,
+            raw: header(),
+            failed: Some("the server returned no body for this message".into()),
+        },
     }
 }

@@ -30,6 +30,16 @@ pub struct Stored {
     pub duplicate: bool,
 }
 
+/// A fetched message waiting to be stored by [`Store::ingest_batch`].
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub origin: MessageOrigin,
+    /// The whole message, or what could be read of it when `failed` is set.
+    pub raw: Vec<u8>,
+    /// Set: store as `unparsed` with this error (see [`Store::ingest_failed`]).
+    pub failed: Option<String>,
+}
+
 /// Progress stored per mailbox and folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FolderProgress {
@@ -54,6 +64,24 @@ pub trait Store: Send {
         origin: &MessageOrigin,
         error: &str,
     ) -> anyhow::Result<Stored>;
+    /// Stores messages in order, with the same per-message outcome as `ingest` /
+    /// `ingest_failed` one by one. The ledger does it in one transaction; after a message that
+    /// fails, the following ones are not stored (the watermark must not pass it).
+    fn ingest_batch(&mut self, items: &[Fetched]) -> Vec<anyhow::Result<Stored>> {
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let r = match &item.failed {
+                Some(error) => self.ingest_failed(&item.raw, &item.origin, error),
+                None => self.ingest(&item.raw, &item.origin),
+            };
+            let stop = r.is_err();
+            out.push(r);
+            if stop {
+                break;
+            }
+        }
+        out
+    }
 }
 
 /// `--dry-run`: classifies in memory and writes nothing. Progress comes from the ledger as it
@@ -148,18 +176,55 @@ impl Store for crate::ledger::Ledger {
         origin: &MessageOrigin,
         error: &str,
     ) -> anyhow::Result<Stored> {
-        // Nothing could be read: store a placeholder naming the message, so that two such
-        // messages are not mistaken for one (the ledger deduplicates by content hash).
-        let placeholder;
-        let raw = if raw_or_headers.is_empty() {
-            placeholder = format!(
+        let raw = placeholder_if_empty(raw_or_headers, origin);
+        crate::ledger::Ledger::ingest_failed(self, &raw, &origin.to_ledger(), error).map(stored)
+    }
+
+    fn ingest_batch(&mut self, items: &[Fetched]) -> Vec<anyhow::Result<Stored>> {
+        let origins: Vec<crate::ledger::Origin> =
+            items.iter().map(|i| i.origin.to_ledger()).collect();
+        let raws: Vec<std::borrow::Cow<'_, [u8]>> = items
+            .iter()
+            .map(|i| match i.failed {
+                Some(_) => placeholder_if_empty(&i.raw, &i.origin),
+                None => std::borrow::Cow::Borrowed(&i.raw[..]),
+            })
+            .collect();
+        let incoming: Vec<crate::ledger::Incoming<'_>> = items
+            .iter()
+            .zip(&origins)
+            .zip(&raws)
+            .map(|((i, o), raw)| crate::ledger::Incoming {
+                raw,
+                origin: o,
+                failed: i.failed.as_deref(),
+            })
+            .collect();
+        match crate::ledger::Ledger::ingest_batch(self, &incoming) {
+            Ok(outcomes) => outcomes.into_iter().map(|o| o.map(stored)).collect(),
+            Err(e) => {
+                let e = format!("{e:#}");
+                items.iter().map(|_| Err(anyhow::anyhow!("{e}"))).collect()
+            }
+        }
+    }
+}
+
+/// Nothing could be read: a placeholder naming the message, so that two such messages are not
+/// mistaken for one (the ledger deduplicates by content hash).
+fn placeholder_if_empty<'a>(
+    raw_or_headers: &'a [u8],
+    origin: &MessageOrigin,
+) -> std::borrow::Cow<'a, [u8]> {
+    if raw_or_headers.is_empty() {
+        std::borrow::Cow::Owned(
+            format!(
                 "X-Rebound-Unreadable: {}/{}/{}/{}\r\n\r\n",
                 origin.mailbox, origin.folder, origin.uidvalidity, origin.uid
-            );
-            placeholder.as_bytes()
-        } else {
-            raw_or_headers
-        };
-        crate::ledger::Ledger::ingest_failed(self, raw, &origin.to_ledger(), error).map(stored)
+            )
+            .into_bytes(),
+        )
+    } else {
+        std::borrow::Cow::Borrowed(raw_or_headers)
     }
 }

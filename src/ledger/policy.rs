@@ -315,25 +315,71 @@ pub struct AddressProjection {
 /// Folds the events of one address (sorted by event time, then a stable tie-break) into its
 /// state. Suppression for a permanent reason is final: only an operator's reactivation ends it.
 pub fn replay_address(policy: &Policy, domain: &str, facts: &[Fact]) -> AddressProjection {
-    let mut p = AddressProjection {
-        state: State::Active,
-        suppression_reason: None,
-        attempts: 0,
-        soft_count: 0,
-        next_retry_at: None,
-        last_bounce_event: None,
-        first_seen_at: None,
-        last_seen_at: None,
-        state_since: None,
-        state_event_id: None,
-        changes: Vec::new(),
-    };
-    // Times of the soft bounces still counting toward the limit.
-    let mut softs: Vec<DateTime<Utc>> = Vec::new();
-    // Whether a hard bounce was seen since the last sign of life (the quarantine is for the first).
-    let mut hard_seen = false;
-
+    let mut replay = AddressReplay::default();
     for f in facts {
+        replay.step(policy, domain, f);
+    }
+    replay.projection(policy)
+}
+
+/// The fold of [`replay_address`] stopped after some facts: stepping it over the next ones
+/// (in order) gives exactly the replay of all of them. The ledger keeps it for addresses with
+/// many events, so that a new event that comes last costs one step, not a replay.
+#[derive(Debug, Clone)]
+pub struct AddressReplay {
+    p: AddressProjection,
+    /// Times of the soft bounces still counting toward the limit.
+    softs: Vec<DateTime<Utc>>,
+    /// Whether a hard bounce was seen since the last sign of life (the quarantine is for the
+    /// first).
+    hard_seen: bool,
+}
+
+impl Default for AddressReplay {
+    fn default() -> AddressReplay {
+        AddressReplay {
+            p: AddressProjection {
+                state: State::Active,
+                suppression_reason: None,
+                attempts: 0,
+                soft_count: 0,
+                next_retry_at: None,
+                last_bounce_event: None,
+                first_seen_at: None,
+                last_seen_at: None,
+                state_since: None,
+                state_event_id: None,
+                changes: Vec::new(),
+            },
+            softs: Vec::new(),
+            hard_seen: false,
+        }
+    }
+}
+
+impl AddressReplay {
+    /// The projection after the facts stepped so far.
+    pub fn projection(&self, policy: &Policy) -> AddressProjection {
+        let mut p = self.p.clone();
+        let mut softs = self.softs.clone();
+        if let Some(last) = p.last_seen_at {
+            let horizon = last - policy.count_decay.as_chrono();
+            softs.retain(|t| *t > horizon);
+        }
+        p.soft_count = softs.len() as u32;
+        p
+    }
+
+    /// The state changes so far (the projection's `changes`, without a copy).
+    pub fn changes(&self) -> &[Change] {
+        &self.p.changes
+    }
+
+    /// Folds one more fact, which sorts after every fact stepped so far.
+    pub fn step(&mut self, policy: &Policy, domain: &str, f: &Fact) {
+        let p = &mut self.p;
+        let softs = &mut self.softs;
+        let hard_seen = &mut self.hard_seen;
         p.first_seen_at.get_or_insert(f.time);
         p.last_seen_at = Some(f.time);
         let permanently_suppressed = p.state == State::Suppressed
@@ -357,14 +403,14 @@ pub fn replay_address(policy: &Policy, domain: &str, facts: &[Fact]) -> AddressP
                 match label {
                     Label::Hard => {
                         let quarantine = policy.quarantine_unexplicit_provider_hard
-                            && !hard_seen
+                            && !*hard_seen
                             && p.state != State::Suppressed
                             && policy.is_provider(domain)
                             && !policy.is_explicit_hard(f);
-                        hard_seen = true;
+                        *hard_seen = true;
                         if quarantine {
                             set(
-                                &mut p,
+                                p,
                                 State::Quarantined,
                                 None,
                                 "provider_quarantine",
@@ -378,7 +424,7 @@ pub fn replay_address(policy: &Policy, domain: &str, facts: &[Fact]) -> AddressP
                                 "hard bounce, status {}",
                                 f.status.as_deref().unwrap_or("none")
                             );
-                            suppress(&mut p, SuppressionReason::Hard, "hard", detail);
+                            suppress(p, SuppressionReason::Hard, "hard", detail);
                         }
                     }
                     Label::Invalid => {
@@ -386,7 +432,7 @@ pub fn replay_address(policy: &Policy, domain: &str, facts: &[Fact]) -> AddressP
                             "invalid address, reason {}",
                             f.reason.map_or("none", Reason::as_str)
                         );
-                        suppress(&mut p, SuppressionReason::Invalid, "invalid", detail);
+                        suppress(p, SuppressionReason::Invalid, "invalid", detail);
                     }
                     Label::Soft => {
                         let horizon = f.time - policy.count_decay.as_chrono();
@@ -402,7 +448,7 @@ pub fn replay_address(policy: &Policy, domain: &str, facts: &[Fact]) -> AddressP
                                 policy.count_decay, policy.soft_limit
                             );
                             set(
-                                &mut p,
+                                p,
                                 State::Suppressed,
                                 Some(SuppressionReason::SoftLimit),
                                 "soft_limit_count",
@@ -415,7 +461,7 @@ pub fn replay_address(policy: &Policy, domain: &str, facts: &[Fact]) -> AddressP
                                 policy.soft_limit_spread
                             );
                             set(
-                                &mut p,
+                                p,
                                 State::Suppressed,
                                 Some(SuppressionReason::SoftLimit),
                                 "soft_limit_spread",
@@ -429,7 +475,7 @@ pub fn replay_address(policy: &Policy, domain: &str, facts: &[Fact]) -> AddressP
                                 .copied()
                                 .unwrap_or(Span::hours(4));
                             let detail = format!("soft bounce {count}, retry after {backoff}");
-                            set(&mut p, State::Retry, None, "soft_retry", detail);
+                            set(p, State::Retry, None, "soft_retry", detail);
                             p.next_retry_at = Some(f.time + backoff.as_chrono());
                         }
                     }
@@ -441,25 +487,25 @@ pub fn replay_address(policy: &Policy, domain: &str, facts: &[Fact]) -> AddressP
             }
             Signal::UnlabelledBounce => p.attempts += 1,
             Signal::Complaint => suppress(
-                &mut p,
+                p,
                 SuppressionReason::Complaint,
                 "complaint",
                 "spam complaint".into(),
             ),
             Signal::Unsubscribe => suppress(
-                &mut p,
+                p,
                 SuppressionReason::Unsubscribe,
                 "unsubscribe",
                 "unsubscribe request".into(),
             ),
             Signal::Alive => {
                 softs.clear();
-                hard_seen = false;
+                *hard_seen = false;
                 if matches!(p.state, State::Retry | State::Quarantined)
                     || (p.state == State::Suppressed && !permanently_suppressed)
                 {
                     set(
-                        &mut p,
+                        p,
                         State::Active,
                         None,
                         "alive",
@@ -469,9 +515,9 @@ pub fn replay_address(policy: &Policy, domain: &str, facts: &[Fact]) -> AddressP
             }
             Signal::Reactivate => {
                 softs.clear();
-                hard_seen = false;
+                *hard_seen = false;
                 set(
-                    &mut p,
+                    p,
                     State::Active,
                     None,
                     "manual_reactivate",
@@ -481,12 +527,6 @@ pub fn replay_address(policy: &Policy, domain: &str, facts: &[Fact]) -> AddressP
             Signal::Neutral => {}
         }
     }
-    if let Some(last) = p.last_seen_at {
-        let horizon = last - policy.count_decay.as_chrono();
-        softs.retain(|t| *t > horizon);
-    }
-    p.soft_count = softs.len() as u32;
-    p
 }
 
 /// Moves an address to a new state (or reason) and records the change; no-op when nothing

@@ -7,7 +7,7 @@
 //! range scan), and it is what makes the projection independent of ingestion order: a DSN that
 //! arrives late but happened early lands in its right place in the history.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -17,6 +17,7 @@ use super::time;
 use crate::analysis::{Label, Reason};
 
 /// One event row as the replay reads it.
+#[derive(Clone)]
 struct EventRow {
     id: i64,
     time: String,
@@ -57,11 +58,146 @@ fn signal(e: &EventRow) -> Signal {
 
 /// Recomputes the projection of one address from its events (removing it when it has none).
 pub fn refresh_address(conn: &Connection, policy: &Policy, address: &str) -> anyhow::Result<()> {
+    refresh_address_with(conn, policy, address, &mut Checkpoints::default())
+}
+
+/// Fold states of addresses with many events, kept between batches by one [`super::Ledger`].
+/// An entry is used only while the ledger still holds exactly the events and state changes it
+/// was made from (counted in the same transaction), and only when every new event of the
+/// address sorts after them; anything else (another process, a late event, a reclassify) means
+/// a full replay. Either way the result is the replay of all the address's events.
+#[derive(Default)]
+pub struct Checkpoints {
+    entries: HashMap<String, Checkpoint>,
+}
+
+/// Addresses with fewer events are cheap to replay: not worth remembering.
+const CHECKPOINT_MIN_EVENTS: usize = 32;
+/// Bound on remembered addresses (memory stays flat however long the run).
+const CHECKPOINT_MAX: usize = 4096;
+
+struct Checkpoint {
+    replay: policy::AddressReplay,
+    domain: String,
+    /// Sort key of the last event folded: (event_time, sort_key, recipient_index, id).
+    last_key: (String, String, i64, i64),
+    max_id: i64,
+    events: i64,
+    /// The last bounce event's row (for the `last_*` columns).
+    last_bounce: Option<EventRow>,
+}
+
+impl Checkpoints {
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+}
+
+/// Continues a checkpoint when the ledger still matches it; false when a full replay is needed.
+fn refresh_from_checkpoint(
+    conn: &Connection,
+    policy: &Policy,
+    address: &str,
+    cp: &mut Checkpoint,
+) -> anyhow::Result<bool> {
+    let (events, changes): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT (SELECT count(*) FROM events WHERE address = ?1 AND id <= ?2),
+                    (SELECT count(*) FROM state_changes WHERE address = ?1)",
+        )?
+        .query_row(params![address, cp.max_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if events != cp.events || changes != cp.replay.changes().len() as i64 {
+        return Ok(false);
+    }
     let mut stmt = conn.prepare_cached(
-        "SELECT id, event_time, role, kind, action, label, reason, status, coalesce(diagnostic, note), domain
+        "SELECT id, event_time, role, kind, action, label, reason, status, coalesce(diagnostic, note),
+                sort_key, recipient_index
+         FROM events WHERE address = ?1 AND id > ?2
+         ORDER BY event_time, sort_key, recipient_index, id",
+    )?;
+    let rows: Vec<(EventRow, String, i64)> = stmt
+        .query_map(params![address, cp.max_id], |r| {
+            Ok((
+                EventRow {
+                    id: r.get(0)?,
+                    time: r.get(1)?,
+                    role: r.get(2)?,
+                    kind: r.get(3)?,
+                    action: r.get(4)?,
+                    label: r.get(5)?,
+                    reason: r.get(6)?,
+                    status: r.get(7)?,
+                    diagnostic: r.get(8)?,
+                },
+                r.get(9)?,
+                r.get(10)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let Some((first, sort_key, index)) = rows.first() else {
+        return Ok(true); // nothing new: the stored projection is the replay
+    };
+    if (&first.time, sort_key, *index, first.id)
+        <= (&cp.last_key.0, &cp.last_key.1, cp.last_key.2, cp.last_key.3)
+    {
+        return Ok(false); // a late event lands inside the history: replay it all
+    }
+    let written = cp.replay.changes().len();
+    for (e, sort_key, index) in rows {
+        cp.replay.step(policy, &cp.domain, &fact(&e)?);
+        cp.events += 1;
+        cp.max_id = cp.max_id.max(e.id);
+        cp.last_key = (e.time.clone(), sort_key, index, e.id);
+        if matches!(signal(&e), Signal::Bounce(_)) {
+            cp.last_bounce = Some(e);
+        }
+    }
+    let p = cp.replay.projection(policy);
+    write_address(
+        conn,
+        policy,
+        address,
+        &cp.domain,
+        &p,
+        cp.last_bounce.as_ref(),
+    )?;
+    insert_changes(conn, address, &p.changes[written..])?;
+    Ok(true)
+}
+
+fn fact(e: &EventRow) -> anyhow::Result<Fact> {
+    Ok(Fact {
+        event_id: e.id,
+        time: time::parse_stored(&e.time)
+            .with_context(|| format!("event {} has a malformed time {:?}", e.id, e.time))?,
+        signal: signal(e),
+        reason: e.reason.as_deref().and_then(Reason::parse),
+        status: e.status.clone(),
+        diagnostic: e.diagnostic.clone(),
+    })
+}
+
+/// [`refresh_address`], continuing from (and keeping) checkpoints of addresses with many events.
+pub fn refresh_address_with(
+    conn: &Connection,
+    policy: &Policy,
+    address: &str,
+    checkpoints: &mut Checkpoints,
+) -> anyhow::Result<()> {
+    if let Some(cp) = checkpoints.entries.get_mut(address) {
+        if refresh_from_checkpoint(conn, policy, address, cp)? {
+            return Ok(());
+        }
+        checkpoints.entries.remove(address);
+    }
+
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, event_time, role, kind, action, label, reason, status, coalesce(diagnostic, note), domain,
+                sort_key, recipient_index
          FROM events WHERE address = ?1
          ORDER BY event_time, sort_key, recipient_index, id",
     )?;
+    let mut last_key = None;
     let mut domain = String::new();
     let rows: Vec<EventRow> = stmt
         .query_map([address], |r| {
@@ -78,11 +214,14 @@ pub fn refresh_address(conn: &Connection, policy: &Policy, address: &str) -> any
                     diagnostic: r.get(8)?,
                 },
                 r.get::<_, String>(9)?,
+                r.get::<_, String>(10)?,
+                r.get::<_, i64>(11)?,
             ))
         })?
         .map(|row| {
-            row.map(|(e, d)| {
+            row.map(|(e, d, sort_key, index)| {
                 domain = d;
+                last_key = Some((e.time.clone(), sort_key, index, e.id));
                 e
             })
         })
@@ -96,26 +235,49 @@ pub fn refresh_address(conn: &Connection, policy: &Policy, address: &str) -> any
         return Ok(());
     }
 
-    let facts: Vec<Fact> = rows
-        .iter()
-        .map(|e| {
-            Ok(Fact {
-                event_id: e.id,
-                time: time::parse_stored(&e.time)
-                    .with_context(|| format!("event {} has a malformed time {:?}", e.id, e.time))?,
-                signal: signal(e),
-                reason: e.reason.as_deref().and_then(Reason::parse),
-                status: e.status.clone(),
-                diagnostic: e.diagnostic.clone(),
-            })
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let p = policy::replay_address(policy, &domain, &facts);
+    let facts: Vec<Fact> = rows.iter().map(fact).collect::<anyhow::Result<_>>()?;
+    let mut replay = policy::AddressReplay::default();
+    for f in &facts {
+        replay.step(policy, &domain, f);
+    }
+    let p = replay.projection(policy);
     let last = p
         .last_bounce_event
         .and_then(|id| rows.iter().find(|e| e.id == id));
-    let fmt = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(time::format);
+    write_address(conn, policy, address, &domain, &p, last)?;
+    insert_changes(conn, address, &p.changes)?;
+    if rows.len() >= CHECKPOINT_MIN_EVENTS
+        && let Some(last_key) = last_key
+    {
+        if checkpoints.entries.len() >= CHECKPOINT_MAX {
+            checkpoints.entries.clear();
+        }
+        let last_bounce = last.cloned();
+        checkpoints.entries.insert(
+            address.to_string(),
+            Checkpoint {
+                replay,
+                domain,
+                max_id: rows.iter().map(|e| e.id).max().unwrap_or(0),
+                events: rows.len() as i64,
+                last_key,
+                last_bounce,
+            },
+        );
+    }
+    Ok(())
+}
 
+/// Writes an address's row from its projection.
+fn write_address(
+    conn: &Connection,
+    policy: &Policy,
+    address: &str,
+    domain: &str,
+    p: &policy::AddressProjection,
+    last: Option<&EventRow>,
+) -> anyhow::Result<()> {
+    let fmt = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(time::format);
     conn.prepare_cached(
         "INSERT INTO addresses (address, domain, first_seen_at, last_seen_at, attempts, soft_count,
              last_label, last_reason, last_status, last_diagnostic, last_event_id, state,
@@ -153,11 +315,20 @@ pub fn refresh_address(conn: &Connection, policy: &Policy, address: &str) -> any
         time::format(time::now()),
     ])?;
 
+    Ok(())
+}
+
+/// Appends state changes of an address.
+fn insert_changes(
+    conn: &Connection,
+    address: &str,
+    changes: &[policy::Change],
+) -> anyhow::Result<()> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO state_changes (address, changed_at, from_state, to_state, suppression_reason, rule, detail, event_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
-    for c in &p.changes {
+    for c in changes {
         insert.execute(params![
             address,
             time::format(c.at),
@@ -235,6 +406,23 @@ pub fn refresh(
 ) -> anyhow::Result<()> {
     for a in addresses {
         refresh_address(conn, policy, a)?;
+    }
+    for d in domains {
+        refresh_domain(conn, policy, d)?;
+    }
+    Ok(())
+}
+
+/// [`refresh`] with the ledger's checkpoints (see [`Checkpoints`]).
+pub fn refresh_with(
+    conn: &Connection,
+    policy: &Policy,
+    addresses: &BTreeSet<String>,
+    domains: &BTreeSet<String>,
+    checkpoints: &mut Checkpoints,
+) -> anyhow::Result<()> {
+    for a in addresses {
+        refresh_address_with(conn, policy, a, checkpoints)?;
     }
     for d in domains {
         refresh_domain(conn, policy, d)?;
