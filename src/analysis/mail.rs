@@ -128,7 +128,7 @@ impl<'a> Mail<'a> {
         &'s self,
         ty: &'s str,
     ) -> impl Iterator<Item = &'s MessagePart<'a>> + 's {
-        self.msg.parts.iter().filter(move |p| part_type(p) == ty)
+        self.msg.parts.iter().filter(move |p| is_part_type(p, ty))
     }
 
     /// The decoded body of a part as text (lossy UTF-8), CRLF normalised to LF.
@@ -155,6 +155,19 @@ pub fn part_type(part: &MessagePart<'_>) -> String {
         ),
         None => "text/plain".into(),
     }
+}
+
+/// `part_type(part) == ty` for a lowercase `ty`, without building the string.
+fn is_part_type(part: &MessagePart<'_>, ty: &str) -> bool {
+    let Some(ct) = part.content_type() else {
+        return ty == "text/plain";
+    };
+    let (t, sub) = (ct.ctype().as_bytes(), ct.subtype().unwrap_or("").as_bytes());
+    let ty = ty.as_bytes();
+    ty.len() == t.len() + 1 + sub.len()
+        && ty[..t.len()].eq_ignore_ascii_case(t)
+        && ty[t.len()] == b'/'
+        && ty[t.len() + 1..].eq_ignore_ascii_case(sub)
 }
 
 /// Joins folded header lines and trims.
