@@ -5,6 +5,7 @@
 //! as plain unfolded text, the sender's bare address, the human-readable body as one string,
 //! and the parts of a top-level `multipart/report`.
 
+use std::cell::OnceCell;
 use std::sync::LazyLock;
 
 use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
@@ -27,6 +28,9 @@ pub struct Mail<'a> {
     /// Human-readable text of the message (text/plain parts, else HTML stripped of tags),
     /// with CRLF normalised to LF. Computed once: most detectors scan it.
     pub text: String,
+    /// Where `text` splits into the notice and the returned original (see
+    /// [`Mail::split_original`]): several modules ask, the answer is computed once.
+    split: OnceCell<(usize, Option<usize>)>,
 }
 
 impl<'a> Mail<'a> {
@@ -42,7 +46,22 @@ impl<'a> Mail<'a> {
             return Err("no header fields found".into());
         }
         let text = body_text(&msg);
-        Ok(Mail { msg, text })
+        Ok(Mail {
+            msg,
+            text,
+            split: OnceCell::new(),
+        })
+    }
+
+    /// `text` split into the notice and the returned original, as
+    /// [`split_original`](super::lhost::text::split_original) does, computed once per message.
+    pub fn split_original(&self) -> (&str, Option<&str>) {
+        let text = self.text.as_str();
+        let &(notice, returned) = self.split.get_or_init(|| {
+            let (n, r) = super::lhost::text::split_original(text);
+            (n.len(), r.map(|r| text.len() - r.len()))
+        });
+        (&text[..notice], returned.map(|r| &text[r..]))
     }
 
     /// A header's raw value, unfolded and trimmed (first occurrence).
@@ -109,7 +128,7 @@ impl<'a> Mail<'a> {
         &'s self,
         ty: &'s str,
     ) -> impl Iterator<Item = &'s MessagePart<'a>> + 's {
-        self.msg.parts.iter().filter(move |p| part_type(p) == ty)
+        self.msg.parts.iter().filter(move |p| is_part_type(p, ty))
     }
 
     /// The decoded body of a part as text (lossy UTF-8), CRLF normalised to LF.
@@ -122,7 +141,7 @@ impl<'a> Mail<'a> {
             PartType::Message(m) => String::from_utf8_lossy(m.raw_message()).into_owned(),
             PartType::Multipart(_) => String::new(),
         };
-        s.replace("\r\n", "\n")
+        crlf_to_lf(s)
     }
 }
 
@@ -136,6 +155,19 @@ pub fn part_type(part: &MessagePart<'_>) -> String {
         ),
         None => "text/plain".into(),
     }
+}
+
+/// `part_type(part) == ty` for a lowercase `ty`, without building the string.
+fn is_part_type(part: &MessagePart<'_>, ty: &str) -> bool {
+    let Some(ct) = part.content_type() else {
+        return ty == "text/plain";
+    };
+    let (t, sub) = (ct.ctype().as_bytes(), ct.subtype().unwrap_or("").as_bytes());
+    let ty = ty.as_bytes();
+    ty.len() == t.len() + 1 + sub.len()
+        && ty[..t.len()].eq_ignore_ascii_case(t)
+        && ty[t.len()] == b'/'
+        && ty[t.len() + 1..].eq_ignore_ascii_case(sub)
 }
 
 /// Joins folded header lines and trims.
@@ -197,35 +229,40 @@ fn body_text(msg: &Message<'_>) -> String {
             }
         }
     }
-    out.replace("\r\n", "\n")
+    crlf_to_lf(out)
+}
+
+/// `s` with every CRLF replaced by LF, without a copy when there is none.
+fn crlf_to_lf(s: String) -> String {
+    if s.contains("\r\n") {
+        s.replace("\r\n", "\n")
+    } else {
+        s
+    }
 }
 
 /// A crude HTML-to-text conversion: enough to let text patterns match in HTML-only notices.
 pub fn strip_html(html: &str) -> String {
     let mut out = String::with_capacity(html.len());
-    let mut in_tag = false;
-    let mut tag = String::new();
-    for c in html.chars() {
-        match (in_tag, c) {
-            (false, '<') => {
-                in_tag = true;
-                tag.clear();
-            }
-            (true, '>') => {
-                in_tag = false;
-                let t = tag.to_ascii_lowercase();
-                if t.starts_with("br")
-                    || t.starts_with("/p")
-                    || t.starts_with("/div")
-                    || t.starts_with("/tr")
-                    || t.starts_with("p")
-                {
-                    out.push('\n');
-                }
-            }
-            (true, c) => tag.push(c),
-            (false, c) => out.push(c),
+    let mut rest = html;
+    // Text runs are copied whole; a tag runs from '<' to the next '>' (an unclosed one to the
+    // end) and only a line-breaking tag leaves a trace.
+    while let Some(open) = rest.find('<') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open + 1..].find('>') else {
+            rest = "";
+            break;
+        };
+        let tag = &rest.as_bytes()[open + 1..open + 1 + close];
+        let starts = |p: &[u8]| tag.len() >= p.len() && tag[..p.len()].eq_ignore_ascii_case(p);
+        if starts(b"br") || starts(b"/p") || starts(b"/div") || starts(b"/tr") || starts(b"p") {
+            out.push('\n');
         }
+        rest = &rest[open + 1 + close + 1..];
+    }
+    out.push_str(rest);
+    if !out.contains('&') {
+        return out;
     }
     out.replace("&nbsp;", " ")
         .replace("&lt;", "<")

@@ -181,7 +181,11 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
         .iter()
         .any(|r| r.diagnostic.is_none() || r.status.as_deref().is_none_or(status::is_generic))
     {
-        merge_text_evidence(&mut recipients, &lhost::generic::scan(&mail).recipients);
+        // When the generic scanner is what recognised the message, its scan is at hand.
+        match &found {
+            Some(f) if f.mta == "generic" => merge_text_evidence(&mut recipients, &f.recipients),
+            _ => merge_text_evidence(&mut recipients, &lhost::generic::scan(&mail).recipients),
+        }
         // The scanners never take a role mailbox from prose; a report that names one still
         // deserves the text's `postmaster@example.org: Domain does not exist`.
         for r in recipients.iter_mut().filter(|r| r.diagnostic.is_none()) {

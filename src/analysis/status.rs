@@ -16,11 +16,21 @@ static REPLY: LazyLock<Regex> =
 /// The first failure (4.x.x or 5.x.x) enhanced status code in the text, normalised (`5.1.1`);
 /// a success code (2.x.x, as in a session transcript) only when there is no failure code.
 pub fn find_enhanced(text: &str) -> Option<String> {
-    let all = find_all_enhanced(text);
-    all.iter()
-        .find(|s| !s.starts_with('2'))
-        .or(all.first())
-        .cloned()
+    // The codes are read in order and the search stops at the first failure code: most texts
+    // hold one, and nothing is built for the codes that are not returned.
+    let mut first = None;
+    let mut rest = text;
+    while let Some(c) = ENHANCED.captures(rest) {
+        let m = c.get(3).unwrap();
+        if let (Ok(b), Ok(d)) = (c[2].parse::<u32>(), c[3].parse::<u32>()) {
+            if &c[1] != "2" {
+                return Some(format!("{}.{b}.{d}", &c[1]));
+            }
+            first.get_or_insert_with(|| format!("{}.{b}.{d}", &c[1]));
+        }
+        rest = &rest[m.end()..];
+    }
+    first
 }
 
 /// Every enhanced status code in the text, in order.

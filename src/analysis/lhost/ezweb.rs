@@ -33,7 +33,7 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     if !ezweb {
         return None;
     }
-    let (notice, returned) = text::split_original(&mail.text);
+    let (notice, returned) = mail.split_original();
     // The returned original follows a rule of dashes or starts with its Received trail.
     let end = notice
         .find("\n----------")

@@ -13,7 +13,7 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     if !sender && !subject {
         return None; // the cheap gate: most messages that reach here are no bounce
     }
-    let (notice, _) = text::split_original(&mail.text);
+    let (notice, _) = mail.split_original();
     let has_code =
         status::find_enhanced(notice).is_some() || status::find_reply_code(notice).is_some();
     if !(sender && (subject || has_code) || subject && has_code) {
@@ -32,7 +32,7 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
 /// specific module recognised the template for but could not read (a translated template,
 /// a DSN without Diagnostic-Code).
 pub fn scan(mail: &Mail<'_>) -> Found {
-    let (notice, returned) = text::split_original(&mail.text);
+    let (notice, returned) = mail.split_original();
     let original = returned
         .and_then(original::from_header_text)
         .or_else(|| original::from_parts(mail));

@@ -66,7 +66,7 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     if !from_google && !mail.text.contains("Technical details of permanent failure") {
         return None;
     }
-    let (notice, returned) = text::split_original(&mail.text);
+    let (notice, returned) = mail.split_original();
     let original = returned
         .and_then(original::from_header_text)
         .or_else(|| original::from_parts(mail));

@@ -164,25 +164,26 @@ pub fn is_header_line(line: &str) -> bool {
     let Some((name, _)) = l.split_once(':') else {
         return false;
     };
-    matches!(
-        name.to_ascii_lowercase().as_str(),
-        "from"
-            | "to"
-            | "cc"
-            | "return-path"
-            | "reply-to"
-            | "sender"
-            | "message-id"
-            | "in-reply-to"
-            | "references"
-            | "envelope-to"
-            | "delivered-to"
-            | "received"
-            | "date"
-            | "subject"
-            | "x-original-to"
-            | "list-unsubscribe"
-    )
+    // Compared without a lowercased copy: this runs on every line of every notice.
+    const NAMES: &[&str] = &[
+        "from",
+        "to",
+        "cc",
+        "return-path",
+        "reply-to",
+        "sender",
+        "message-id",
+        "in-reply-to",
+        "references",
+        "envelope-to",
+        "delivered-to",
+        "received",
+        "date",
+        "subject",
+        "x-original-to",
+        "list-unsubscribe",
+    ];
+    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
 /// The generic extraction: each line naming an address (not excluded, not a quoted header)
@@ -216,8 +217,9 @@ pub fn scan(notice: &str, excl: &Exclusions, action: &str) -> Vec<Recipient> {
         };
         let mut diag = String::from(line);
         let mut j = i + 1;
+        let squashed = squash(line);
         let alone = found.iter().all(|a| {
-            squash(line)
+            squashed
                 .trim_matches(['<', '>', ':', '*', '-', ' ', '"'])
                 .eq_ignore_ascii_case(a)
         });
