@@ -31,6 +31,10 @@ pub struct Mail<'a> {
     /// Where `text` splits into the notice and the returned original (see
     /// [`Mail::split_original`]): several modules ask, the answer is computed once.
     split: OnceCell<(usize, Option<usize>)>,
+    /// The original from the report's returned-message part ([`super::original::from_parts`]),
+    /// and from the text after the split: read once, asked for by many modules.
+    parts_original: OnceCell<Option<super::Original>>,
+    text_original: OnceCell<Option<super::Original>>,
 }
 
 impl<'a> Mail<'a> {
@@ -50,6 +54,8 @@ impl<'a> Mail<'a> {
             msg,
             text,
             split: OnceCell::new(),
+            parts_original: OnceCell::new(),
+            text_original: OnceCell::new(),
         })
     }
 
@@ -62,6 +68,25 @@ impl<'a> Mail<'a> {
             (n.len(), r.map(|r| text.len() - r.len()))
         });
         (&text[..notice], returned.map(|r| &text[r..]))
+    }
+
+    /// The original returned as a MIME part, computed once.
+    pub fn parts_original(&self) -> Option<&super::Original> {
+        self.parts_original
+            .get_or_init(|| super::original::read_parts(self))
+            .as_ref()
+    }
+
+    /// The original pasted after the notice in `text` (see [`Mail::split_original`]),
+    /// computed once.
+    pub fn text_original(&self) -> Option<&super::Original> {
+        self.text_original
+            .get_or_init(|| {
+                self.split_original()
+                    .1
+                    .and_then(super::original::from_header_text)
+            })
+            .as_ref()
     }
 
     /// A header's raw value, unfolded and trimmed (first occurrence).

@@ -9,8 +9,13 @@ use mail_parser::{Message, PartType};
 use super::Original;
 use super::mail::{Mail, part_type};
 
-/// The original from a report's returned-message part, if it has one.
+/// The original from a report's returned-message part, if it has one (read once per message).
 pub fn from_parts(mail: &Mail<'_>) -> Option<Original> {
+    mail.parts_original().cloned()
+}
+
+/// Reads the returned-message part; [`Mail::parts_original`] caches the answer.
+pub(super) fn read_parts(mail: &Mail<'_>) -> Option<Original> {
     for part in mail.msg.parts.iter().skip(1) {
         match (&part.body, part_type(part).as_str()) {
             (PartType::Message(inner), _) => return Some(from_message(inner)),

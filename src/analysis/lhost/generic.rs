@@ -32,9 +32,10 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
 /// specific module recognised the template for but could not read (a translated template,
 /// a DSN without Diagnostic-Code).
 pub fn scan(mail: &Mail<'_>) -> Found {
-    let (notice, returned) = mail.split_original();
-    let original = returned
-        .and_then(original::from_header_text)
+    let (notice, _) = mail.split_original();
+    let original = mail
+        .text_original()
+        .cloned()
         .or_else(|| original::from_parts(mail));
     let excl = Exclusions::for_mail(mail, &[original.as_ref().and_then(|o| o.from.as_deref())]);
     Found {

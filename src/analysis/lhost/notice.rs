@@ -19,15 +19,18 @@ pub struct Notice<'m> {
 impl<'m> Notice<'m> {
     /// Splits `text` (usually `mail.text`) at the returned original.
     pub fn of(mail: &Mail<'_>, text: &'m str) -> Notice<'m> {
-        let (notice, returned) = if std::ptr::eq(text, mail.text.as_str()) {
+        let own = std::ptr::eq(text, mail.text.as_str());
+        let (notice, returned) = if own {
             // The message's own text: its split is computed once (same bytes, so same offsets).
             let (n, r) = mail.split_original();
             (&text[..n.len()], r.map(|r| &text[text.len() - r.len()..]))
         } else {
             text::split_original(text)
         };
-        let original =
-            original::from_parts(mail).or_else(|| returned.and_then(original::from_header_text));
+        let original = original::from_parts(mail).or_else(|| match own {
+            true => mail.text_original().cloned(),
+            false => returned.and_then(original::from_header_text),
+        });
         let excl = Exclusions::for_mail(mail, &[original.as_ref().and_then(|o| o.from.as_deref())]);
         Notice {
             text: notice,
