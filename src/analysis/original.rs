@@ -31,6 +31,14 @@ pub(super) fn read_parts(mail: &Mail<'_>) -> Option<Original> {
     None
 }
 
+/// The original pasted after a notice (`returned`), else the one attached as a MIME part: the
+/// order text-template modules read it in.
+pub fn pasted_or_attached(returned: Option<&str>, mail: &Mail<'_>) -> Option<Original> {
+    returned
+        .and_then(from_header_text)
+        .or_else(|| from_parts(mail))
+}
+
 /// Reads the original from header text found inside a body (after a marker like
 /// "------ This is a copy of the message, including all the headers. ------").
 pub fn from_header_text(text: &str) -> Option<Original> {

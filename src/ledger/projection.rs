@@ -30,6 +30,24 @@ struct EventRow {
     diagnostic: Option<String>,
 }
 
+impl EventRow {
+    /// Reads the first nine columns of an events query (id, event_time, role, kind, action,
+    /// label, reason, status, diagnostic), in that order.
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+        Ok(EventRow {
+            id: r.get(0)?,
+            time: r.get(1)?,
+            role: r.get(2)?,
+            kind: r.get(3)?,
+            action: r.get(4)?,
+            label: r.get(5)?,
+            reason: r.get(6)?,
+            status: r.get(7)?,
+            diagnostic: r.get(8)?,
+        })
+    }
+}
+
 fn parse_label(s: &str) -> Option<Label> {
     match s {
         "hard" => Some(Label::Hard),
@@ -117,21 +135,7 @@ fn refresh_from_checkpoint(
     )?;
     let rows: Vec<(EventRow, String, i64)> = stmt
         .query_map(params![address, cp.max_id], |r| {
-            Ok((
-                EventRow {
-                    id: r.get(0)?,
-                    time: r.get(1)?,
-                    role: r.get(2)?,
-                    kind: r.get(3)?,
-                    action: r.get(4)?,
-                    label: r.get(5)?,
-                    reason: r.get(6)?,
-                    status: r.get(7)?,
-                    diagnostic: r.get(8)?,
-                },
-                r.get(9)?,
-                r.get(10)?,
-            ))
+            Ok((EventRow::from_row(r)?, r.get(9)?, r.get(10)?))
         })?
         .collect::<Result<_, _>>()?;
     let Some((first, sort_key, index)) = rows.first() else {
@@ -202,17 +206,7 @@ pub fn refresh_address_with(
     let rows: Vec<EventRow> = stmt
         .query_map([address], |r| {
             Ok((
-                EventRow {
-                    id: r.get(0)?,
-                    time: r.get(1)?,
-                    role: r.get(2)?,
-                    kind: r.get(3)?,
-                    action: r.get(4)?,
-                    label: r.get(5)?,
-                    reason: r.get(6)?,
-                    status: r.get(7)?,
-                    diagnostic: r.get(8)?,
-                },
+                EventRow::from_row(r)?,
                 r.get::<_, String>(9)?,
                 r.get::<_, String>(10)?,
                 r.get::<_, i64>(11)?,

@@ -64,9 +64,7 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     Some(Found {
         mta: "gmx",
         recipients,
-        original: returned
-            .and_then(original::from_header_text)
-            .or_else(|| original::from_parts(mail)),
+        original: original::pasted_or_attached(returned, mail),
     })
 }
 

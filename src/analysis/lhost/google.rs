@@ -67,9 +67,7 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
         return None;
     }
     let (notice, returned) = mail.split_original();
-    let original = returned
-        .and_then(original::from_header_text)
-        .or_else(|| original::from_parts(mail));
+    let original = original::pasted_or_attached(returned, mail);
     let mut excl = Exclusions::for_mail(mail, &[original.as_ref().and_then(|o| o.from.as_deref())]);
     excl.add(&from);
     let failed_header: Vec<String> = mail
