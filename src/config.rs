@@ -32,6 +32,8 @@ pub struct Config {
     pub policy: Policy,
     /// IMAP mailboxes, one `[[mailbox]]` table each.
     pub mailbox: Vec<crate::imap::MailboxConfig>,
+    /// `[rules]`: local classification rules, tried before the built-in table.
+    pub rules: RulesConfig,
     /// Where the file was loaded from (relative paths in it are resolved against its directory).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -45,6 +47,15 @@ pub struct DatabaseConfig {
     pub path: Option<PathBuf>,
 }
 
+/// `[rules]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesConfig {
+    /// A TOML file of `[[rule]]` tables (the format of the built-in `rules.toml`), tried in
+    /// order before the built-in rules. Relative to the config file's directory.
+    pub file: Option<PathBuf>,
+}
+
 /// The ledger's file name when nothing else says where it is.
 pub const DEFAULT_DATABASE: &str = "rebound.db";
 
@@ -56,6 +67,16 @@ impl Config {
         let mut config: Config = toml::from_str(&text)
             .with_context(|| format!("in the config file {}", path.display()))?;
         config.source = Some(path.to_path_buf());
+        if let Some(file) = &config.rules.file {
+            let file = match path.parent() {
+                Some(dir) if file.is_relative() => dir.join(file),
+                _ => file.clone(),
+            };
+            let rules = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading the rules file {}", file.display()))?;
+            crate::analysis::rules::install(&rules)
+                .map_err(|e| anyhow::anyhow!("in the rules file {}: {e}", file.display()))?;
+        }
         Ok(config)
     }
 

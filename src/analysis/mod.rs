@@ -93,10 +93,11 @@ impl Analysis {
 /// can be found and re-classified after the rules change.
 pub const PARSER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+rules1");
 
-/// Analyses the raw bytes of one message with the built-in rules. Never panics, never fails:
+/// Analyses the raw bytes of one message with the rules in use (the built-in table, behind
+/// any local rules the config file installed, see [`rules::install`]). Never panics, never fails:
 /// bytes that are not a message come back as [`Kind::Unparsed`] with the error.
 pub fn analyze(raw: &[u8]) -> Analysis {
-    analyze_with(raw, rules::RuleSet::builtin())
+    analyze_with(raw, rules::active())
 }
 
 /// Analyses with a given rule table (user rules prepended to the built-in ones).

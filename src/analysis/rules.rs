@@ -7,7 +7,7 @@
 //! whatever the number of rules, in time linear in its length (no backtracking engine: a rule
 //! table must not be a ReDoS vector).
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use regex::{RegexSet, RegexSetBuilder};
 use serde::Deserialize;
@@ -20,6 +20,31 @@ pub const BUILTIN_RULES: &str = include_str!("rules/rules.toml");
 
 static BUILTIN: LazyLock<RuleSet> =
     LazyLock::new(|| RuleSet::from_toml(BUILTIN_RULES).expect("built-in rules.toml is valid"));
+
+/// The table this process classifies with, when the config file adds local rules (see
+/// [`install`]); the user text is kept to tell a second, identical install from a conflict.
+static ACTIVE: OnceLock<(String, RuleSet)> = OnceLock::new();
+
+/// Puts a user's rules (a TOML table in the format of `rules/rules.toml`) in front of the
+/// built-in ones for the rest of this process: every analysis, ingest and reclassify then
+/// uses them. One process reads one config file, so this is set once; installing the same
+/// text again is a no-op, different text is an error.
+pub fn install(user_rules: &str) -> Result<(), String> {
+    let set = RuleSet::from_tomls(&[user_rules, BUILTIN_RULES])?;
+    let (text, _) = ACTIVE.get_or_init(|| (user_rules.to_string(), set));
+    if text != user_rules {
+        return Err("a different set of local rules is already in use".into());
+    }
+    Ok(())
+}
+
+/// The table in use: the installed one, else the built-in table.
+pub fn active() -> &'static RuleSet {
+    ACTIVE
+        .get()
+        .map(|(_, set)| set)
+        .unwrap_or_else(|| RuleSet::builtin())
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

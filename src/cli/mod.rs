@@ -38,6 +38,9 @@ pub enum Command {
         /// Print one JSON object per message per line instead of a table.
         #[arg(long)]
         json: bool,
+        /// A config file whose `[rules] file` adds local rules before the built-in ones.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// `.eml` files, directories (walked recursively, Maildirs included) or mbox files.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -133,7 +136,14 @@ fn exists(path: &Path) -> bool {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Classify { json, paths } => classify::run(&paths, json),
+        Command::Classify {
+            json,
+            config,
+            paths,
+        } => {
+            crate::config::Config::load_or_default(config.as_deref())?;
+            classify::run(&paths, json)
+        }
         Command::Ingest { ledger, paths } => ingest::run(&ledger, &paths),
         Command::Reclassify { ledger, since } => reclassify::run(&ledger, since.as_deref()),
         Command::Explain { ledger, address } => explain::run(&ledger, &address),
