@@ -25,18 +25,23 @@ fn first_rule(out: &std::process::Output) -> String {
     v["recipients"][0]["rule"].as_str().unwrap().to_string()
 }
 
+/// A config file in `dir` whose `[rules] file` (a relative path) holds `rules`.
+fn config_with_rules(dir: &std::path::Path, rules: &str) -> std::path::PathBuf {
+    std::fs::write(dir.join("local-rules.toml"), rules).unwrap();
+    let config = dir.join("rebound.toml");
+    std::fs::write(&config, "[rules]\nfile = \"local-rules.toml\"\n").unwrap();
+    config
+}
+
 const SAMPLE: &str = "testdata/mail/dsn/postfix-user-unknown.eml";
 
 #[test]
 fn a_local_rule_decides_before_the_built_in_ones() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("local-rules.toml"),
+    let config = config_with_rules(
+        dir.path(),
         "[[rule]]\nid = \"local=virtual table\"\npattern = 'local recipient table'\nreason = \"recipient_filtered\"\n",
-    )
-    .unwrap();
-    let config = dir.path().join("rebound.toml");
-    std::fs::write(&config, "[rules]\nfile = \"local-rules.toml\"\n").unwrap();
+    );
 
     let builtin = first_rule(&rebound(&["classify", "--json", SAMPLE]));
     assert_ne!(builtin, "local=virtual table");
@@ -55,13 +60,10 @@ fn a_local_rule_decides_before_the_built_in_ones() {
 #[test]
 fn a_bad_local_rule_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("local-rules.toml"),
+    let config = config_with_rules(
+        dir.path(),
         "[[rule]]\nid = \"local=oops\"\npattern = 'x'\nreason = \"no_such_reason\"\n",
-    )
-    .unwrap();
-    let config = dir.path().join("rebound.toml");
-    std::fs::write(&config, "[rules]\nfile = \"local-rules.toml\"\n").unwrap();
+    );
     let out = rebound(&[
         "classify",
         "--json",
