@@ -203,16 +203,9 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
         a.original = original::from_parts(&mail)
             .or_else(|| found.as_ref().and_then(|f| f.original.clone()))
             .unwrap_or_default();
-        // Recipients read from prose must never be the original's sender (text scanners can
-        // pick it up from quoted headers). A DSN's Final-Recipient is explicit and stays, even
-        // postmaster@... or the sender itself (people do mail themselves).
-        let sender = a.original.from.clone().filter(|_| dsn.is_none());
-        let excluded = |addr: &str| {
-            sender
-                .as_deref()
-                .is_some_and(|f| f.eq_ignore_ascii_case(addr))
-        };
-        recipients.retain(|r| !excluded(&r.address));
+        // Recipients read from prose are never the original's sender: each text module applies
+        // its exclusions (keeping what its template states plainly), and a DSN's
+        // Final-Recipient is explicit even when it is the postmaster or the sender itself.
         a.kind = kind_of(&recipients);
         for r in &mut recipients {
             decide(r, a.kind, rules);

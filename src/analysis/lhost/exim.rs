@@ -42,7 +42,7 @@ static MARKER: LazyLock<Regex> = LazyLock::new(|| {
 
 /// The line that opens the list of recipients.
 static LIST_START: LazyLock<Regex> = LazyLock::new(|| {
-    RegexBuilder::new(r"address\(es\) failed:|addresses? failed:|incorrectly constructed:|not yet been delivered to the following addresses:|not yet been delivered (is|are):|following (address|recipient)\(?e?s?\)? (could not be|have not yet been|has not yet been) delivered[^\n]*:|could not be delivered[^\n]*:\s*$")
+    RegexBuilder::new(r"address\(es\)\s+failed:|addresses?\s+failed:|incorrectly constructed:|not yet been delivered to the following addresses:|not yet been delivered (is|are):|following (address|recipient)\(?e?s?\)? (could not be|have not yet been|has not yet been) delivered[^\n]*:|could not be delivered[^\n]*:\s*$")
         .case_insensitive(true)
         .build()
         .unwrap()
@@ -83,7 +83,9 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
             .filter_map(|a| text::recipient(a, "", action))
             .collect();
     }
-    notice.found_keeping("exim", recipients, |a| failed.iter().any(|f| f == a))
+    // The list's heads and the header are the template's own statement of what failed: kept
+    // even when one is the sender's own address (people mail themselves) or a role mailbox.
+    notice.found_keeping("exim", recipients, |_| true)
 }
 
 /// The recipient blocks after the list opener.
@@ -100,6 +102,12 @@ fn blocks(notice: &str, failed: &[String], action: &str) -> Vec<Recipient> {
         };
     let mut out = Vec::new();
     let mut current: Option<(String, String, bool)> = None; // (address line, diagnostic, is_local)
+    // Some Exim builds (1&1's among them) write the list flush left: `rcpt@example.org:` on
+    // its own line, the error on the next, a blank line after each recipient.
+    let flat = list
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .is_some_and(|l| !l.starts_with([' ', '\t']) && flat_head(l).is_some());
     let flush = |cur: Option<(String, String, bool)>, out: &mut Vec<Recipient>| {
         let Some((head, mut diag, local)) = cur else {
             return;
@@ -129,9 +137,24 @@ fn blocks(notice: &str, failed: &[String], action: &str) -> Vec<Recipient> {
     };
     for line in list.lines() {
         if line.trim().is_empty() {
+            if flat {
+                flush(current.take(), &mut out);
+            }
             continue;
         }
         let indent = line.len() - line.trim_start().len();
+        if flat {
+            if let Some(address) = flat_head(line) {
+                flush(current.take(), &mut out);
+                current = Some((address.to_string(), String::new(), false));
+            } else if let Some((_, diag, _)) = current.as_mut() {
+                diag.push(' ');
+                diag.push_str(line.trim());
+            } else {
+                break;
+            }
+            continue;
+        }
         if indent == 0 {
             if current.is_some() || !out.is_empty() {
                 break;
@@ -166,6 +189,13 @@ fn blocks(notice: &str, failed: &[String], action: &str) -> Vec<Recipient> {
     }
     flush(current.take(), &mut out);
     out
+}
+
+/// The address of a flush-left list head: a line that is an address and a colon, nothing else.
+fn flat_head(line: &str) -> Option<&str> {
+    let head = line.trim_end().strip_suffix(':')?;
+    let address = head.trim_start_matches('<').trim_end_matches('>');
+    (address.contains('@') && !address.contains(char::is_whitespace)).then_some(address)
 }
 
 /// The address a recipient line stands for: the address itself, the bracketed one of a

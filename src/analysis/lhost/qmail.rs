@@ -53,7 +53,9 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     if let Some((a, d)) = current.take() {
         recipients.extend(text::recipient(a, &d, action));
     }
-    notice.found("qmail", recipients)
+    // Each paragraph head is the template's own statement of a failed address: kept even when
+    // it is the sender's own (people mail themselves) or a role mailbox.
+    notice.found_keeping("qmail", recipients, |_| true)
 }
 
 #[cfg(test)]
