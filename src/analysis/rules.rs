@@ -302,6 +302,46 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_message_is_blocked_unless_the_address_is_named_as_the_cause() {
+        let rule = |status, code, diag| decide(status, code, diag).rule;
+        assert_eq!(
+            rule(
+                Some("5.2.0"),
+                Some(550),
+                "550 5.2.0 Mail rejete. Mail rejected. ofr_506"
+            ),
+            "keyword=message rejected"
+        );
+        assert_eq!(
+            rule(
+                Some("5.1.1"),
+                Some(550),
+                "550 5.1.1 Message rejected: user unknown"
+            ),
+            "keyword=user unknown",
+            "address-level words come first"
+        );
+        assert_eq!(
+            decide(
+                Some("4.2.0"),
+                Some(450),
+                "450 4.2.0 Mail rejected, try later"
+            )
+            .label,
+            Label::Soft,
+            "only a permanent refusal"
+        );
+        assert_eq!(
+            rule(
+                None,
+                None,
+                "Routing: Could not find a gateway for a@example.org"
+            ),
+            "keyword=network error"
+        );
+    }
+
+    #[test]
     fn refusals_of_the_sender_and_hedges_in_the_text() {
         let rule = |status, code, diag| decide(status, code, diag).rule;
         assert_eq!(
