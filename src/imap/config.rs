@@ -29,7 +29,8 @@ pub struct MailboxConfig {
     pub ca_file: Option<PathBuf>,
     pub username: String,
     pub auth: Auth,
-    /// Folders to read; `INBOX` when empty.
+    /// Folders to read; `INBOX` when empty. Names as people read them (`Rückläufer`), encoded
+    /// for the server only on the wire.
     #[serde(default = "default_folders")]
     pub folders: Vec<String>,
     #[serde(default)]
@@ -233,8 +234,16 @@ impl MailboxConfig {
             &self.move_to.complaints,
             &self.move_to.other,
         ]) {
-            if !folder.is_ascii() || folder.is_empty() {
-                bail!("mailbox {name}: folder {folder:?} must be non-empty ASCII");
+            if folder.is_empty() {
+                bail!("mailbox {name}: a folder name is empty");
+            }
+            // Names are encoded for the server by rebound; one already encoded by hand would be
+            // encoded twice and name another folder.
+            if super::folder_name::looks_encoded(folder) {
+                let human = super::folder_name::decode(folder).unwrap_or_default();
+                bail!(
+                    "mailbox {name}: folder {folder:?} is written in IMAP's modified UTF-7; write it as {human:?} (rebound encodes names itself)"
+                );
             }
         }
         if let Some(ca) = &self.ca_file {
