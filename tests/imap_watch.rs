@@ -188,3 +188,39 @@ async fn every_configured_folder_is_watched_live() {
     );
     stop(&mut child);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mail_arriving_during_a_sync_is_not_left_for_the_next_refresh() {
+    let user = server().add_user("watch-during");
+    let backlog: Vec<_> = (0..300)
+        .map(|n| bounce(2000 + n, &format!("backlog{n}@example.org")))
+        .collect();
+    append(&user, "INBOX", &backlog).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Small batches make the first sync a series of FETCH and STORE commands: the server
+    // announces a message appended meanwhile in one of their answers, and not again in the IDLE
+    // that follows. The long poll interval leaves no other way for it to arrive in time.
+    let cfg = write_config(
+        dir.path(),
+        &[mailbox_toml(
+            dir.path(),
+            "wd",
+            &user,
+            Mode::Plain,
+            "poll_interval_secs = 600\nbatch_size = 5",
+        )],
+    );
+    let mut child = Watching::start(&cfg);
+    wait_for(
+        "the first sync to start storing",
+        Duration::from_secs(30),
+        || count_stored(dir.path()) >= 1,
+    );
+    append(&user, "INBOX", &[bounce(2300, "meanwhile@example.org")]).await;
+    wait_for(
+        "the message appended during the sync",
+        Duration::from_secs(60),
+        || count_stored(dir.path()) == 301,
+    );
+    stop(&mut child);
+}

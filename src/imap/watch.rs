@@ -19,11 +19,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_imap::types::UnsolicitedResponse;
 use tokio::sync::watch::Receiver;
 
 use super::action::{Capabilities, Folders};
 use super::config::MailboxConfig;
-use super::connect::timed;
+use super::connect::{Session, timed};
 use super::poll::{MailboxReport, PollOptions, SharedStore, Worker, backoff, open};
 
 /// Longest IDLE before re-issuing it (RFC 2177 asks clients to re-IDLE within 29 minutes).
@@ -97,6 +98,17 @@ async fn watch_folder(
     tracing::info!(mailbox = %cfg.name, folder, "watch of folder stopped");
 }
 
+/// True when the server announced new mail (`* n EXISTS`) while the sync was running. IDLE
+/// does not announce it again, so without this check the message would wait for the next IDLE
+/// refresh. Drains the unsolicited responses, which nothing else reads.
+fn arrived_during_sync(session: &Session) -> bool {
+    let mut arrived = false;
+    while let Ok(response) = session.unsolicited_responses.try_recv() {
+        arrived |= matches!(response, UnsolicitedResponse::Exists(_));
+    }
+    arrived
+}
+
 /// One connection's life. Returns Ok on shutdown, Err when the session broke.
 async fn connected(
     worker: &mut Worker,
@@ -120,6 +132,10 @@ async fn connected(
         }
         if *shutdown.borrow() {
             break;
+        }
+        if arrived_during_sync(&session) {
+            tracing::debug!(mailbox = %cfg.name, "new mail announced during the sync: syncing again");
+            continue;
         }
         if caps.idle {
             let mut idle = session.idle();
