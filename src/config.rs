@@ -34,7 +34,8 @@ pub struct Config {
     pub mailbox: Vec<crate::imap::MailboxConfig>,
     /// `[rules]`: local classification rules, tried before the built-in table.
     pub rules: RulesConfig,
-    /// Where the file was loaded from (relative paths in it are resolved against its directory).
+    /// Where the file was loaded from. Relative paths in it (`[database] path`, `[rules] file`,
+    /// `ca_file`, `password_file`) are resolved against its directory.
     #[serde(skip)]
     pub source: Option<PathBuf>,
 }
@@ -67,10 +68,17 @@ impl Config {
         let mut config: Config = toml::from_str(&text)
             .with_context(|| format!("in the config file {}", path.display()))?;
         config.source = Some(path.to_path_buf());
+        // Every relative path in the file is relative to the file's directory, not to the
+        // current directory (a service's is usually `/`).
+        let dir = path.parent().unwrap_or(Path::new(""));
+        for mailbox in &mut config.mailbox {
+            mailbox.resolve_paths(dir);
+        }
         if let Some(file) = &config.rules.file {
-            let file = match path.parent() {
-                Some(dir) if file.is_relative() => dir.join(file),
-                _ => file.clone(),
+            let file = if file.is_relative() {
+                dir.join(file)
+            } else {
+                file.clone()
             };
             let rules = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading the rules file {}", file.display()))?;

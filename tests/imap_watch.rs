@@ -1,4 +1,5 @@
-//! `rebound watch`: IDLE picks up new mail, the lock keeps a timer poll away, SIGTERM stops it.
+//! `rebound watch`: IDLE picks up new mail in every configured folder, the lock keeps a timer
+//! poll away, SIGTERM stops it.
 
 mod common;
 
@@ -23,6 +24,66 @@ fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// A running `rebound watch`, killed if a test fails before stopping it.
+struct Watching(std::process::Child);
+
+impl Watching {
+    fn start(cfg: &std::path::Path) -> Watching {
+        let child = Command::new(rebound_bin())
+            .args(["watch", "--config", cfg.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Watching(child)
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Sends SIGTERM and expects a clean exit within a generous bound.
+fn stop(watching: &mut Watching) {
+    let child = &mut watching.0;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "watch did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+}
+
+/// Folders of the stored messages, in UID order per folder.
+fn stored_folders(dir: &std::path::Path) -> Vec<String> {
+    let Ok(conn) = rusqlite::Connection::open(dir.join("rebound.db")) else {
+        return Vec::new();
+    };
+    let Ok(mut st) = conn.prepare("SELECT folder FROM messages ORDER BY folder, uid") else {
+        return Vec::new();
+    };
+    st.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_picks_up_new_mail_and_sigterm_stops_cleanly() {
     let user = server().add_user("watcher");
@@ -39,12 +100,7 @@ async fn idle_picks_up_new_mail_and_sigterm_stops_cleanly() {
             "poll_interval_secs = 600",
         )],
     );
-    let mut child = Command::new(rebound_bin())
-        .args(["watch", "--config", cfg.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Watching::start(&cfg);
     wait_for("the first sync", Duration::from_secs(15), || {
         count_stored(dir.path()) == 1
     });
@@ -77,23 +133,7 @@ async fn idle_picks_up_new_mail_and_sigterm_stops_cleanly() {
         appended.elapsed()
     );
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let start = Instant::now();
-    let exit = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "watch did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(exit.success(), "{exit:?}");
+    stop(&mut child);
     let runs: i64 = rusqlite::Connection::open(dir.path().join("rebound.db"))
         .unwrap()
         .query_row(
@@ -103,4 +143,84 @@ async fn idle_picks_up_new_mail_and_sigterm_stops_cleanly() {
         )
         .unwrap();
     assert_eq!(runs, 2, "one run row per round that found mail");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_configured_folder_is_watched_live() {
+    let user = server().add_user("watch-folders");
+    append(&user, "INBOX", &[bounce(710, "inbox@example.org")]).await;
+    append(&user, "Bounces", &[bounce(711, "first@example.org")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A long poll interval: only an IDLE on "Bounces" itself can deliver the new message in
+    // time (an IDLE on INBOX alone would leave it until the next refresh, 10 minutes away).
+    let cfg = write_config(
+        dir.path(),
+        &[mailbox_toml(
+            dir.path(),
+            "wf",
+            &user,
+            Mode::Plain,
+            "folders = [\"INBOX\", \"Bounces\"]\npoll_interval_secs = 600",
+        )],
+    );
+    let mut child = Watching::start(&cfg);
+    wait_for(
+        "the first sync of both folders",
+        Duration::from_secs(30),
+        || count_stored(dir.path()) == 2,
+    );
+    assert_eq!(stored_folders(dir.path()), ["Bounces", "INBOX"]);
+
+    tokio::time::sleep(Duration::from_millis(1000)).await; // let both tasks enter IDLE
+    append(&user, "Bounces", &[bounce(712, "second@example.org")]).await;
+    wait_for(
+        "IDLE on the second folder to deliver the new message",
+        Duration::from_secs(30),
+        || count_stored(dir.path()) == 3,
+    );
+    assert_eq!(stored_folders(dir.path()), ["Bounces", "Bounces", "INBOX"]);
+    // And the first folder is still watched too.
+    append(&user, "INBOX", &[bounce(713, "third@example.org")]).await;
+    wait_for(
+        "IDLE on INBOX to deliver the new message",
+        Duration::from_secs(30),
+        || count_stored(dir.path()) == 4,
+    );
+    stop(&mut child);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mail_arriving_during_a_sync_is_not_left_for_the_next_refresh() {
+    let user = server().add_user("watch-during");
+    let backlog: Vec<_> = (0..300)
+        .map(|n| bounce(2000 + n, &format!("backlog{n}@example.org")))
+        .collect();
+    append(&user, "INBOX", &backlog).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Small batches make the first sync a series of FETCH and STORE commands: the server
+    // announces a message appended meanwhile in one of their answers, and not again in the IDLE
+    // that follows. The long poll interval leaves no other way for it to arrive in time.
+    let cfg = write_config(
+        dir.path(),
+        &[mailbox_toml(
+            dir.path(),
+            "wd",
+            &user,
+            Mode::Plain,
+            "poll_interval_secs = 600\nbatch_size = 5",
+        )],
+    );
+    let mut child = Watching::start(&cfg);
+    wait_for(
+        "the first sync to start storing",
+        Duration::from_secs(30),
+        || count_stored(dir.path()) >= 1,
+    );
+    append(&user, "INBOX", &[bounce(2300, "meanwhile@example.org")]).await;
+    wait_for(
+        "the message appended during the sync",
+        Duration::from_secs(60),
+        || count_stored(dir.path()) == 301,
+    );
+    stop(&mut child);
 }

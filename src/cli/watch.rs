@@ -1,6 +1,6 @@
 //! `rebound watch`: poll every mailbox, then stay connected (IMAP IDLE, or the poll interval
-//! where the server has no IDLE), one task per mailbox, until SIGINT or SIGTERM. Every round
-//! that finds something prints its line and records a `runs` row.
+//! where the server has no IDLE), one task and one connection per folder of each mailbox, until
+//! SIGINT or SIGTERM. Every round that finds something prints its line and records a `runs` row.
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -17,7 +17,8 @@ pub fn run(args: &PollArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let ledger = Arc::new(Mutex::new(Ledger::open(&db_path, cfg.policy.clone())?));
         // Hold every mailbox's lock for the whole watch: a timer-driven poll would wait, then
-        // skip with a clear message.
+        // skip with a clear message. Taken here, once per mailbox, so that the folder tasks of
+        // this process never wait for each other.
         let mut locks = Vec::new();
         for mb in &mailboxes {
             locks.push(imap::lock::acquire(&db_path, &mb.name, Duration::from_secs(args.lock_wait)).await?);
@@ -27,13 +28,13 @@ pub fn run(args: &PollArgs) -> anyhow::Result<ExitCode> {
         for mb in mailboxes.clone() {
             let store: SharedStore = ledger.clone();
             let ledger = ledger.clone();
-            let on_report = move |report: imap::MailboxReport| {
+            let on_report: imap::watch::OnReport = Arc::new(move |report: imap::MailboxReport| {
                 println!("{}", report.line());
                 let l = ledger.lock().unwrap();
                 if let Err(e) = l.start_run(&report.mailbox).and_then(|id| l.finish_run(id, &summary(&report))) {
                     tracing::error!(mailbox = %report.mailbox, error = %e, "could not record the run");
                 }
-            };
+            });
             tasks.push(tokio::spawn(imap::watch::watch_mailbox(mb, store, stop_rx.clone(), on_report)));
         }
         eprintln!("rebound: watching {} mailbox(es); SIGINT or SIGTERM to stop", mailboxes.len());

@@ -2,6 +2,9 @@
 //! to the ledger. If it is interrupted, the messages keep lacking the keyword, are found again
 //! next time, recognised by the ledger as already stored, and only the action is redone.
 //!
+//! Folder names are encoded for the server ([`folder_name`]) only in the commands themselves;
+//! logs and errors show them as configured.
+//!
 //! Mail that rebound does not recognise (`other`, `unparsed`) is never deleted: `delete` keeps
 //! it, flagged with the keyword, for a human to look at.
 
@@ -13,6 +16,7 @@ use futures::TryStreamExt;
 use super::config::{Action, MailboxConfig};
 use super::connect::{Session, timed};
 use super::fetch::uid_set;
+use super::folder_name;
 use crate::analysis::Kind;
 
 /// What the server offers that changes how an action is carried out.
@@ -148,7 +152,7 @@ async fn ensure_folder(
     match timed(
         cfg.timeout(),
         &format!("CREATE {name}"),
-        session.create(name),
+        session.create(folder_name::encode(name)),
     )
     .await
     {
@@ -179,7 +183,7 @@ async fn move_uids(
         return timed(
             cfg.timeout(),
             &format!("UID MOVE {set} {dest}"),
-            session.uid_mv(&set, dest),
+            session.uid_mv(&set, folder_name::encode(dest)),
         )
         .await;
     }
@@ -187,7 +191,7 @@ async fn move_uids(
     timed(
         cfg.timeout(),
         &format!("UID COPY {set} {dest}"),
-        session.uid_copy(&set, dest),
+        session.uid_copy(&set, folder_name::encode(dest)),
     )
     .await?;
     delete_uids(session, cfg, caps, uids)

@@ -4,7 +4,7 @@
 //! Secrets are never part of this file: [`Auth`] only says *where* the password or token comes
 //! from (an environment variable, a file, or a command such as `pass show ...`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -29,7 +29,8 @@ pub struct MailboxConfig {
     pub ca_file: Option<PathBuf>,
     pub username: String,
     pub auth: Auth,
-    /// Folders to read; `INBOX` when empty.
+    /// Folders to read; `INBOX` when empty. Names as people read them (`Rückläufer`), encoded
+    /// for the server only on the wire.
     #[serde(default = "default_folders")]
     pub folders: Vec<String>,
     #[serde(default)]
@@ -198,6 +199,23 @@ impl MailboxConfig {
         }
     }
 
+    /// Makes the file paths of this table (`ca_file`, `password_file`) absolute against `base`,
+    /// the config file's directory: a service's working directory (`/` under systemd) has
+    /// nothing to do with where its config and secrets live.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(ca) = &mut self.ca_file {
+            resolve(ca);
+        }
+        if let Auth::PasswordFile { path } = &mut self.auth {
+            resolve(path);
+        }
+    }
+
     /// Checks what serde cannot: refused combinations and values that would misbehave.
     pub fn validate(&self) -> anyhow::Result<()> {
         let name = &self.name;
@@ -233,8 +251,16 @@ impl MailboxConfig {
             &self.move_to.complaints,
             &self.move_to.other,
         ]) {
-            if !folder.is_ascii() || folder.is_empty() {
-                bail!("mailbox {name}: folder {folder:?} must be non-empty ASCII");
+            if folder.is_empty() {
+                bail!("mailbox {name}: a folder name is empty");
+            }
+            // Names are encoded for the server by rebound; one already encoded by hand would be
+            // encoded twice and name another folder.
+            if super::folder_name::looks_encoded(folder) {
+                let human = super::folder_name::decode(folder).unwrap_or_default();
+                bail!(
+                    "mailbox {name}: folder {folder:?} is written in IMAP's modified UTF-7; write it as {human:?} (rebound encodes names itself)"
+                );
             }
         }
         if let Some(ca) = &self.ca_file {
@@ -312,6 +338,36 @@ mod tests {
             .is_err()
         );
         assert!(toml::from_str::<MailboxConfig>("name='a'\nhost='h'\nusername='u'\npassword='x'\nauth={method='password_env', var='P'}").is_err());
+    }
+
+    #[test]
+    fn relative_paths_are_resolved_against_the_config_directory() {
+        let mut m = parse(
+            "name='a'\nhost='h'\nusername='u'\nca_file='certs/ca.pem'\nauth={method='password_file', path='a.pw'}\n",
+        );
+        m.resolve_paths(Path::new("/etc/rebound"));
+        assert_eq!(m.ca_file, Some(PathBuf::from("/etc/rebound/certs/ca.pem")));
+        assert_eq!(
+            m.auth,
+            Auth::PasswordFile {
+                path: "/etc/rebound/a.pw".into()
+            }
+        );
+        let mut m = parse(
+            "name='a'\nhost='h'\nusername='u'\nca_file='/srv/ca.pem'\nauth={method='password_file', path='/run/keys/a.pw'}\n",
+        );
+        m.resolve_paths(Path::new("/etc/rebound"));
+        assert_eq!(
+            m.ca_file,
+            Some(PathBuf::from("/srv/ca.pem")),
+            "absolute paths stay"
+        );
+        assert_eq!(
+            m.auth,
+            Auth::PasswordFile {
+                path: "/run/keys/a.pw".into()
+            }
+        );
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod auth;
 pub mod config;
 pub mod connect;
 pub mod fetch;
+pub mod folder_name;
 pub mod lock;
 pub mod poll;
 pub mod store;

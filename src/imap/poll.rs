@@ -14,6 +14,7 @@ use super::auth;
 use super::config::MailboxConfig;
 use super::connect::{self, Session, timed};
 use super::fetch;
+use super::folder_name;
 use super::store::{Fetched, MessageOrigin, Store, Stored};
 use crate::analysis::{Kind, Label};
 
@@ -208,10 +209,11 @@ impl Worker {
     ) -> anyhow::Result<()> {
         let cfg = &self.cfg.clone();
         let limit = cfg.timeout();
+        let wire = folder_name::encode(folder);
         let mb = if self.opts.dry_run {
-            timed(limit, &format!("EXAMINE {folder}"), session.examine(folder)).await?
+            timed(limit, &format!("EXAMINE {folder}"), session.examine(&wire)).await?
         } else {
-            timed(limit, &format!("SELECT {folder}"), session.select(folder)).await?
+            timed(limit, &format!("SELECT {folder}"), session.select(&wire)).await?
         };
         let Some(uidvalidity) = mb.uid_validity else {
             bail!("the server sent no UIDVALIDITY for {folder}")

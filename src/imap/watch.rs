@@ -1,35 +1,84 @@
-//! `watch`: one task per mailbox that stays connected. After each sync it waits with IMAP IDLE
-//! on the first folder (or sleeps the poll interval when the server has no IDLE), then syncs
-//! every folder again. Any failure drops the session and reconnects with exponential backoff;
-//! a shutdown signal ends the wait, leaves IDLE cleanly and logs out.
+//! `watch`: stays connected and ingests mail as it arrives.
+//!
+//! IMAP IDLE only reports changes to the *selected* folder, so each configured folder of a
+//! mailbox gets its own task and its own connection: the task syncs its folder, waits with
+//! IDLE on it (or sleeps the poll interval when the server has no IDLE), then syncs again. A
+//! message appended to any folder is therefore picked up within seconds, not at the next IDLE
+//! refresh of some other folder. One connection per folder is simpler and more robust than
+//! NOTIFY (RFC 5465), which few servers offer; the price is `folders.len()` connections per
+//! mailbox, well within the usual per-user limits (Dovecot's default is 10).
+//!
+//! Any failure drops that folder's session and reconnects it with exponential backoff; the other
+//! folders keep running. A shutdown signal ends every wait, leaves IDLE cleanly and logs out.
+//!
+//! The mailbox's lock ([`super::lock`]) is taken once per process by the caller, before the
+//! tasks start, and held for the whole watch: it keeps other rebound processes away from the
+//! mailbox, while the folder tasks of this process never compete for it (an OS file lock taken
+//! twice by one process through two open files would make them wait on each other).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_imap::types::UnsolicitedResponse;
 use tokio::sync::watch::Receiver;
 
 use super::action::{Capabilities, Folders};
 use super::config::MailboxConfig;
-use super::connect::timed;
+use super::connect::{Session, timed};
 use super::poll::{MailboxReport, PollOptions, SharedStore, Worker, backoff, open};
 
 /// Longest IDLE before re-issuing it (RFC 2177 asks clients to re-IDLE within 29 minutes).
 const MAX_IDLE: Duration = Duration::from_secs(29 * 60);
 
-/// Watches one mailbox until `shutdown` turns true. `on_report` receives a report for every
-/// round that found something or failed.
+/// Receives a report for every round that found something or failed.
+pub type OnReport = Arc<dyn Fn(MailboxReport) + Send + Sync>;
+
+/// Watches every folder of one mailbox until `shutdown` turns true, one task per folder.
 pub async fn watch_mailbox(
     cfg: MailboxConfig,
     store: SharedStore,
-    mut shutdown: Receiver<bool>,
-    on_report: impl Fn(MailboxReport) + Send + Sync,
+    shutdown: Receiver<bool>,
+    on_report: OnReport,
 ) {
+    let tasks: Vec<_> = cfg
+        .folders()
+        .into_iter()
+        .map(|folder| {
+            let one = MailboxConfig {
+                folders: vec![folder],
+                ..cfg.clone()
+            };
+            tokio::spawn(watch_folder(
+                one,
+                store.clone(),
+                shutdown.clone(),
+                on_report.clone(),
+            ))
+        })
+        .collect();
+    for task in futures::future::join_all(tasks).await {
+        if let Err(e) = task {
+            tracing::error!(mailbox = %cfg.name, error = %e, "watch: a folder task ended abnormally");
+        }
+    }
+    tracing::info!(mailbox = %cfg.name, "watch stopped");
+}
+
+/// Watches the single folder of `cfg` (see [`watch_mailbox`]) until `shutdown` turns true.
+async fn watch_folder(
+    cfg: MailboxConfig,
+    store: SharedStore,
+    mut shutdown: Receiver<bool>,
+    on_report: OnReport,
+) {
+    let folder = cfg.folders()[0].clone();
     let mut worker = Worker::new(cfg.clone(), store, PollOptions::default());
     let mut failures: u32 = 0;
     while !*shutdown.borrow() {
         match connected(&mut worker, &mut shutdown, &on_report, &mut failures).await {
             Ok(()) => break,
             Err(e) => {
-                tracing::warn!(mailbox = %cfg.name, error = %format!("{e:#}"), "watch: session failed; reconnecting");
+                tracing::warn!(mailbox = %cfg.name, folder, error = %format!("{e:#}"), "watch: session failed; reconnecting");
                 let retry = worker.failed(&e);
                 on_report(worker.take_report());
                 failures += 1;
@@ -46,14 +95,25 @@ pub async fn watch_mailbox(
             }
         }
     }
-    tracing::info!(mailbox = %cfg.name, "watch stopped");
+    tracing::info!(mailbox = %cfg.name, folder, "watch of folder stopped");
+}
+
+/// True when the server announced new mail (`* n EXISTS`) while the sync was running. IDLE
+/// does not announce it again, so without this check the message would wait for the next IDLE
+/// refresh. Drains the unsolicited responses, which nothing else reads.
+fn arrived_during_sync(session: &Session) -> bool {
+    let mut arrived = false;
+    while let Ok(response) = session.unsolicited_responses.try_recv() {
+        arrived |= matches!(response, UnsolicitedResponse::Exists(_));
+    }
+    arrived
 }
 
 /// One connection's life. Returns Ok on shutdown, Err when the session broke.
 async fn connected(
     worker: &mut Worker,
     shutdown: &mut Receiver<bool>,
-    on_report: &(impl Fn(MailboxReport) + Send + Sync),
+    on_report: &OnReport,
     failures: &mut u32,
 ) -> anyhow::Result<()> {
     let cfg = worker.config().clone();
@@ -61,9 +121,9 @@ async fn connected(
     let mut session = open(&cfg).await?;
     let caps = Capabilities::query(&mut session, limit).await?;
     let mut folders = Folders::default();
-    let first = cfg.folders()[0].clone();
     let wait = cfg.poll_interval().min(MAX_IDLE);
     loop {
+        // The sync ends with the task's only folder selected: IDLE then watches it.
         worker.sync(&mut session, caps, &mut folders).await?;
         *failures = 0;
         let report = worker.take_report();
@@ -73,10 +133,11 @@ async fn connected(
         if *shutdown.borrow() {
             break;
         }
+        if arrived_during_sync(&session) {
+            tracing::debug!(mailbox = %cfg.name, "new mail announced during the sync: syncing again");
+            continue;
+        }
         if caps.idle {
-            if cfg.folders().len() > 1 {
-                timed(limit, &format!("SELECT {first}"), session.select(&first)).await?;
-            }
             let mut idle = session.idle();
             timed(limit, "IDLE", idle.init()).await?;
             let woke = {
