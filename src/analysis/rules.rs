@@ -332,6 +332,16 @@ mod tests {
             "only a permanent refusal"
         );
         assert_eq!(
+            decide(
+                Some("5.0.0"),
+                Some(550),
+                "550 5.0.0 Temporary gateway failure, message refused"
+            )
+            .reason,
+            Reason::Undetermined,
+            "a refusal that blames a failure is no verdict on the sender"
+        );
+        assert_eq!(
             rule(
                 None,
                 None,
