@@ -617,3 +617,57 @@ fn config_file_places_the_database_and_sets_the_policy() {
         Some(2)
     );
 }
+
+#[test]
+fn invalid_addresses_flag_the_stream_that_mailed_them() {
+    // The expectation comes from `classify --json` (the analysis' own account of each returned
+    // original's sender), the figures from the view over what `ingest` stored.
+    let mail = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/mail");
+    let classified = rebound(&["classify", "--json"], std::slice::from_ref(&mail));
+    let mut expected: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for line in stdout(&classified).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["kind"] != "bounce" {
+            continue;
+        }
+        let source = v["original"]["from"]
+            .as_str()
+            .map_or("(unknown)".to_string(), str::to_ascii_lowercase);
+        for r in v["recipients"].as_array().unwrap() {
+            if r["label"] == "invalid" {
+                let address = r["address"].as_str().unwrap().to_ascii_lowercase();
+                expected.entry(source.clone()).or_default().insert(address);
+            }
+        }
+    }
+    assert!(!expected.is_empty(), "testdata has invalid addresses");
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("l.db");
+    assert!(ingest(&db, &[mail]).status.success());
+    let conn = Connection::open(&db).unwrap();
+    let mut st = conn
+        .prepare("SELECT source, invalid_addresses, invalid_examples FROM v_list_sources")
+        .unwrap();
+    let rows: Vec<(String, i64, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let got: std::collections::BTreeMap<String, usize> = rows
+        .iter()
+        .map(|(s, n, _)| (s.clone(), *n as usize))
+        .collect();
+    let want: std::collections::BTreeMap<String, usize> =
+        expected.iter().map(|(s, a)| (s.clone(), a.len())).collect();
+    assert_eq!(got, want);
+    for (source, _, examples) in &rows {
+        let listed: Vec<&str> = examples.split(", ").collect();
+        assert!(listed.len() <= 5, "{examples}");
+        assert!(
+            listed.iter().all(|a| expected[source].contains(*a)),
+            "examples are that source's invalid addresses: {examples}"
+        );
+    }
+}

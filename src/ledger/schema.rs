@@ -227,8 +227,33 @@ FROM events e LEFT JOIN messages m ON m.id = e.message_id
 ORDER BY e.address, e.event_time DESC, e.id DESC;
 "#;
 
+/// Invalid addresses are a data-quality problem of the list that fed them (a typo-ridden signup
+/// form, an old import): the product suppresses them *and* flags where they came from. rebound
+/// cannot see a list, but it sees the stream that mailed each address (the returned original's
+/// From): this view ranks streams by the invalid addresses they sent to, beside their hard
+/// bounces and complaints for scale, with a few examples to start the clean-up from.
+const V2: &str = r#"
+CREATE VIEW v_list_sources AS
+SELECT coalesce(e.original_sender, '(unknown)')                           AS source,
+       count(DISTINCT CASE WHEN e.label = 'invalid' THEN e.address END)  AS invalid_addresses,
+       count(DISTINCT CASE WHEN e.label = 'hard' THEN e.address END)     AS hard_addresses,
+       count(DISTINCT CASE WHEN e.kind = 'complaint' THEN e.address END) AS complaint_addresses,
+       min(CASE WHEN e.label = 'invalid' THEN e.event_time END)          AS first_invalid_at,
+       max(CASE WHEN e.label = 'invalid' THEN e.event_time END)          AS last_invalid_at,
+       (SELECT group_concat(address, ', ') FROM (
+            SELECT DISTINCT x.address FROM events x
+            WHERE x.label = 'invalid' AND x.role = 'recipient'
+              AND x.original_sender IS e.original_sender
+            ORDER BY x.address LIMIT 5))                                  AS invalid_examples
+FROM events e
+WHERE e.role = 'recipient' AND e.kind IN ('bounce', 'complaint')
+GROUP BY e.original_sender
+HAVING invalid_addresses > 0
+ORDER BY invalid_addresses DESC, source;
+"#;
+
 /// Every migration, in order. Never edit a released entry: append a new one.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Brings the database to the newest schema version.
 pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
