@@ -273,3 +273,26 @@ pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ledger_at_an_older_version_is_brought_up_to_date() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(V1).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM v_list_sources", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+        // Running it again is a no-op, not a "view already exists" error.
+        migrate(&mut conn).unwrap();
+    }
+}
