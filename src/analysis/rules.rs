@@ -11,9 +11,11 @@
 //! tracks all patterns at once, so almost every byte of a diagnostic it has not seen before
 //! creates a new state out of hundreds of NFA states (`.*` in a few patterns keeps them alive).
 //! Building those states cost about as much as the rest of the analysis of a mailbox put
-//! together. One pattern's DFA stays small and is built once, most patterns start with
-//! literals the regex engine searches for directly, and the first rule that holds stops the
-//! search.
+//! together. One pattern's DFA stays small and is built once, and the first rule that holds
+//! stops the search. A shared literal scan ([`prefilter`]) skips the patterns that cannot
+//! match, so that a diagnostic is not walked once per rule either.
+
+mod prefilter;
 
 use std::sync::{LazyLock, OnceLock};
 
@@ -22,6 +24,7 @@ use serde::Deserialize;
 
 use super::status;
 use super::verdict::{Label, Reason};
+use prefilter::Prefilter;
 
 /// The rule table shipped in the binary.
 pub const BUILTIN_RULES: &str = include_str!("rules/rules.toml");
@@ -109,6 +112,8 @@ pub struct RuleSet {
     rules: Vec<Rule>,
     /// Indexed by [`Rule::pattern`].
     patterns: Vec<Regex>,
+    /// Tells, in one scan of a diagnostic, which patterns cannot match it.
+    prefilter: Prefilter,
 }
 
 impl RuleSet {
@@ -125,6 +130,7 @@ impl RuleSet {
     /// Compiles several tables into one, in order: user rules go before the built-in ones.
     pub fn from_tomls(texts: &[&str]) -> Result<RuleSet, String> {
         let mut rules = Vec::new();
+        let mut sources = Vec::new();
         let mut patterns = Vec::new();
         for text in texts {
             let table: Table = toml::from_str(text).map_err(|e| format!("rule table: {e}"))?;
@@ -144,7 +150,9 @@ impl RuleSet {
                 let pattern = match spec.pattern {
                     None => None,
                     Some(p) => {
-                        patterns.push(compile(&lowercase_pattern(&ascii_classes(&p)))?);
+                        let source = lowercase_pattern(&ascii_classes(&p));
+                        patterns.push(compile(&source)?);
+                        sources.push(source);
                         Some(patterns.len() - 1)
                     }
                 };
@@ -158,7 +166,12 @@ impl RuleSet {
                 });
             }
         }
-        Ok(RuleSet { rules, patterns })
+        let prefilter = Prefilter::new(&sources)?;
+        Ok(RuleSet {
+            rules,
+            patterns,
+            prefilter,
+        })
     }
 
     /// Classifies one recipient's evidence. Always decides: when no rule holds, the reason is
@@ -166,6 +179,15 @@ impl RuleSet {
     pub fn classify(&self, ev: &Evidence<'_>) -> Decision {
         let class = status::class_of(ev.status, ev.reply_code).or(ev.default_class);
         let lowered = ev.diagnostic.map(str::to_lowercase);
+        // Which patterns may match, computed when the first rule with a pattern is reached.
+        let mut candidates: Option<Vec<bool>> = None;
+        let mut pattern_matches = |i: usize| {
+            let Some(d) = lowered.as_deref() else {
+                return false;
+            };
+            candidates.get_or_insert_with(|| self.prefilter.candidates(d))[i]
+                && self.patterns[i].is_match(d)
+        };
         for rule in &self.rules {
             if !rule.status.is_empty()
                 && !ev
@@ -181,9 +203,7 @@ impl RuleSet {
                 continue;
             }
             if let Some(i) = rule.pattern
-                && !lowered
-                    .as_deref()
-                    .is_some_and(|d| self.patterns[i].is_match(d))
+                && !pattern_matches(i)
             {
                 continue;
             }
