@@ -3,17 +3,28 @@
 //! A rule is a conjunction of optional conditions on the evidence of one recipient (enhanced
 //! status, reply code, status class, a case-insensitive pattern on the diagnostic). Rules are
 //! tried in order; the first that holds decides the reason, and its id is the verdict's
-//! `rule`. All patterns are compiled into one `RegexSet`, so the diagnostic is scanned once
-//! whatever the number of rules, in time linear in its length (no backtracking engine: a rule
-//! table must not be a ReDoS vector).
+//! `rule`. Each pattern is its own regex, run only when the rule's other conditions hold and
+//! no earlier rule decided, in time linear in the diagnostic's length (no backtracking engine:
+//! a rule table must not be a ReDoS vector).
+//!
+//! Why not one `RegexSet` scanning the diagnostic once for every pattern: the set's lazy DFA
+//! tracks all patterns at once, so almost every byte of a diagnostic it has not seen before
+//! creates a new state out of hundreds of NFA states (`.*` in a few patterns keeps them alive).
+//! Building those states cost about as much as the rest of the analysis of a mailbox put
+//! together. One pattern's DFA stays small and is built once, and the first rule that holds
+//! stops the search. A shared literal scan ([`prefilter`]) skips the patterns that cannot
+//! match, so that a diagnostic is not walked once per rule either.
+
+mod prefilter;
 
 use std::sync::{LazyLock, OnceLock};
 
-use regex::{RegexSet, RegexSetBuilder};
+use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
 
 use super::status;
 use super::verdict::{Label, Reason};
+use prefilter::Prefilter;
 
 /// The rule table shipped in the binary.
 pub const BUILTIN_RULES: &str = include_str!("rules/rules.toml");
@@ -99,7 +110,10 @@ pub struct Decision {
 #[derive(Debug)]
 pub struct RuleSet {
     rules: Vec<Rule>,
-    patterns: RegexSet,
+    /// Indexed by [`Rule::pattern`].
+    patterns: Vec<Regex>,
+    /// Tells, in one scan of a diagnostic, which patterns cannot match it.
+    prefilter: Prefilter,
 }
 
 impl RuleSet {
@@ -116,6 +130,7 @@ impl RuleSet {
     /// Compiles several tables into one, in order: user rules go before the built-in ones.
     pub fn from_tomls(texts: &[&str]) -> Result<RuleSet, String> {
         let mut rules = Vec::new();
+        let mut sources = Vec::new();
         let mut patterns = Vec::new();
         for text in texts {
             let table: Table = toml::from_str(text).map_err(|e| format!("rule table: {e}"))?;
@@ -132,10 +147,15 @@ impl RuleSet {
                         ));
                     }
                 };
-                let pattern = spec.pattern.map(|p| {
-                    patterns.push(lowercase_pattern(&ascii_classes(&p)));
-                    patterns.len() - 1
-                });
+                let pattern = match spec.pattern {
+                    None => None,
+                    Some(p) => {
+                        let source = lowercase_pattern(&ascii_classes(&p));
+                        patterns.push(compile(&source)?);
+                        sources.push(source);
+                        Some(patterns.len() - 1)
+                    }
+                };
                 rules.push(Rule {
                     id: spec.id,
                     status: spec.status,
@@ -146,26 +166,28 @@ impl RuleSet {
                 });
             }
         }
-        // Case-insensitive by lowering both sides: Unicode case folding would turn every
-        // letter of every pattern into a class with its non-ASCII look-alikes (K and the Kelvin
-        // sign, s and the long s), and the set's automaton grew large enough to keep falling
-        // out of its cache; this halves the cost of classifying a recipient.
-        let patterns = RegexSetBuilder::new(&patterns)
-            .case_insensitive(false)
-            .size_limit(64 << 20)
-            .dfa_size_limit(64 << 20)
-            .build()
-            .map_err(|e| format!("rule pattern: {e}"))?;
-        Ok(RuleSet { rules, patterns })
+        let prefilter = Prefilter::new(&sources)?;
+        Ok(RuleSet {
+            rules,
+            patterns,
+            prefilter,
+        })
     }
 
     /// Classifies one recipient's evidence. Always decides: when no rule holds, the reason is
     /// `undetermined` and the label follows the status class.
     pub fn classify(&self, ev: &Evidence<'_>) -> Decision {
         let class = status::class_of(ev.status, ev.reply_code).or(ev.default_class);
-        let matched = ev
-            .diagnostic
-            .map(|d| self.patterns.matches(&d.to_lowercase()));
+        let lowered = ev.diagnostic.map(str::to_lowercase);
+        // Which patterns may match, computed when the first rule with a pattern is reached.
+        let mut candidates: Option<Vec<bool>> = None;
+        let mut pattern_matches = |i: usize| {
+            let Some(d) = lowered.as_deref() else {
+                return false;
+            };
+            candidates.get_or_insert_with(|| self.prefilter.candidates(d))[i]
+                && self.patterns[i].is_match(d)
+        };
         for rule in &self.rules {
             if !rule.status.is_empty()
                 && !ev
@@ -181,7 +203,7 @@ impl RuleSet {
                 continue;
             }
             if let Some(i) = rule.pattern
-                && !matched.as_ref().is_some_and(|m| m.matched(i))
+                && !pattern_matches(i)
             {
                 continue;
             }
@@ -209,6 +231,21 @@ impl RuleSet {
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
+}
+
+/// Compiles one rule pattern, already lowercased (see [`lowercase_pattern`]).
+///
+/// Case-insensitive by lowering both sides: Unicode case folding would turn every letter of
+/// every pattern into a class with its non-ASCII look-alikes (K and the Kelvin sign, s and the
+/// long s), which multiplies the automaton's states and hides the literals the engine could
+/// search for.
+fn compile(pattern: &str) -> Result<Regex, String> {
+    RegexBuilder::new(pattern)
+        .case_insensitive(false)
+        .size_limit(64 << 20)
+        .dfa_size_limit(64 << 20)
+        .build()
+        .map_err(|e| format!("rule pattern: {e}"))
 }
 
 /// Makes `\b` and `\w` ASCII-only. Unicode word boundaries cannot run in the lazy DFA, and a
