@@ -65,7 +65,8 @@ fn stored(db: &Path) -> Vec<u32> {
     let Ok(conn) = rusqlite::Connection::open(db) else {
         return Vec::new();
     };
-    let Ok(mut st) = conn.prepare("SELECT uid FROM messages WHERE mailbox = 'crashbox' ORDER BY uid")
+    let Ok(mut st) =
+        conn.prepare("SELECT uid FROM messages WHERE mailbox = 'crashbox' ORDER BY uid")
     else {
         return Vec::new(); // not created yet
     };
