@@ -19,6 +19,7 @@ pub mod time;
 
 mod reclassify;
 mod run;
+mod workers;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -455,27 +456,10 @@ fn single(mut outcomes: Vec<anyhow::Result<IngestOutcome>>) -> anyhow::Result<In
         .unwrap_or_else(|| Err(anyhow::anyhow!("no outcome for the message")))
 }
 
-/// Analyses messages on every core (the analysis is pure and CPU-bound), in order.
+/// Analyses messages on every core (the analysis is pure and CPU-bound), in order, on the
+/// long-lived analysis threads (see [`workers`]).
 fn analyze_all(raws: &[&[u8]]) -> Vec<Analysis> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(raws.len());
-    if threads <= 1 {
-        return raws.iter().map(|r| analyze_guarded(r)).collect();
-    }
-    let chunk = raws.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = raws
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|r| analyze_guarded(r)).collect()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h: std::thread::ScopedJoinHandle<'_, Vec<Analysis>>| {
-                h.join().expect("analyze_guarded catches panics")
-            })
-            .collect()
-    })
+    workers::analyze_all(raws, analyze_guarded)
 }
 
 /// Writes one message (or recognises it as a duplicate) and advances its folder's watermark;
