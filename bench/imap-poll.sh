@@ -29,6 +29,8 @@
 #   BENCH_SAME_DATES=1   the old data instead: plain copies with their original dates and
 #                        addresses (the worst case: thousands of same-time events per address).
 #   BENCH_ADDRESSES=K    the number of variants per address (1: no variation).
+#   BENCH_WRAP="cmd"     runs the first poll under cmd, e.g. "perf record -g -o /tmp/poll.perf"
+#                        or "strace -f -c -o /tmp/poll.strace" (its RSS is then the wrapper's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes=("${@:-5000 50000}"); read -r -a sizes <<<"${sizes[*]}"
@@ -171,7 +173,7 @@ tls = "none"
 username = "$user"
 auth = { method = "password_file", path = "$work/pw" }
 TOML
-  /usr/bin/time -f "%e %M" -o "$work/time1" "$bin" poll --config "$work/rebound.toml" >"$work/out1"
+  /usr/bin/time -f "%e %M" -o "$work/time1" ${BENCH_WRAP:-} "$bin" poll --config "$work/rebound.toml" >"$work/out1"
   /usr/bin/time -f "%e %M" -o "$work/time2" "$bin" poll --config "$work/rebound.toml" >"$work/out2"
   read -r t1 m1 <"$work/time1"; read -r t2 m2 <"$work/time2"
   echo "== N=$n ($((bytes / 1024 / 1024)) MB)"
