@@ -14,7 +14,7 @@ use super::auth;
 use super::config::MailboxConfig;
 use super::connect::{self, Session, timed};
 use super::fetch;
-use super::store::{Fetched, MessageOrigin, Store, Stored};
+use super::store::{self, Fetched, MessageOrigin, Store, Stored};
 use crate::analysis::{Kind, Label};
 
 /// The store shared by the tasks of one run (SQLite writes are serialised anyway).
@@ -242,26 +242,33 @@ impl Worker {
         let (uids, large) = fetch::candidates(session, &plan, cfg.max_message_bytes, limit).await?;
         tracing::info!(mailbox = %cfg.name, folder, uidvalidity, last_uid, candidates = uids.len(), oversized = large.len(), "search done");
 
-        // A pipeline of two: batch k is analysed and stored on its own thread while batch k+1
-        // is fetched; batch k's action waits for its commit (and for the session to be free).
-        // So the ledger and the watermark always run ahead of the action, never behind it.
+        // A pipeline: batch k+1 is analysed as soon as it is fetched, while batch k is written;
+        // it is written (on its own thread, while batch k+2 is fetched) only once batch k is
+        // committed and its action applied. So the ledger and the watermark always run ahead of
+        // the action, never behind it, and batches are written in UID order.
         let mut ingesting: Option<Ingesting> = None;
         for batch in uids.chunks(cfg.batch_size.max(1)) {
             let mut fetched = Batch::default();
             let result = self
                 .fetch_batch(session, batch, &large, folder, uidvalidity, &mut fetched)
                 .await;
-            // Whatever happened, the previous batch is committed and counted first.
-            let previous = ingesting.take().map(|i| self.finish(i, folder));
             if let Err(e) = result {
                 // Keep what was read before the failure: the retry starts after it.
-                previous.transpose()?;
                 let position = self.position.take();
-                self.finish(self.start(fetched), folder)?;
+                if let Some(previous) = ingesting.take() {
+                    self.finish(previous, folder)?;
+                }
+                let partial = self.start(fetched);
+                partial.go();
+                self.finish(partial, folder)?;
                 self.position = position;
                 return Err(e);
             }
-            let done = previous.transpose()?;
+            let next = self.start(fetched);
+            let done = ingesting
+                .take()
+                .map(|previous| self.finish(previous, folder))
+                .transpose()?;
             self.position = None;
             if let Some(done) = done
                 && !self.opts.dry_run
@@ -270,7 +277,8 @@ impl Worker {
                     .await
                     .with_context(|| format!("applying action {:?}", cfg.action))?;
             }
-            ingesting = Some(self.start(fetched));
+            next.go();
+            ingesting = Some(next);
         }
         if let Some(last) = ingesting.take() {
             let done = self.finish(last, folder)?;
@@ -360,14 +368,31 @@ impl Worker {
         Ok(())
     }
 
-    /// Starts storing a fetched batch on its own thread.
+    /// Starts analysing a fetched batch on its own thread; it is written once [`Ingesting::go`]
+    /// says so, and not at all when the go-ahead is dropped instead (an earlier batch failed:
+    /// the watermark must not pass it).
     fn start(&self, batch: Batch) -> Ingesting {
         let store = self.store.clone();
         let Batch { fetched, notes } = batch;
         let uids = fetched.iter().map(|f| f.origin.uid).collect();
-        let thread = std::thread::spawn(move || store.lock().unwrap().ingest_batch(&fetched));
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let analysed = store::analyse(&fetched);
+            if wait.recv().is_err() {
+                return fetched
+                    .iter()
+                    .map(|_| {
+                        Err(anyhow::anyhow!(
+                            "not stored: an earlier batch of its folder failed"
+                        ))
+                    })
+                    .collect();
+            }
+            store.lock().unwrap().ingest_analysed(&fetched, &analysed)
+        });
         Ingesting {
             thread,
+            go: Some(go),
             uids,
             notes,
         }
@@ -378,9 +403,13 @@ impl Worker {
     fn finish(&mut self, ingesting: Ingesting, folder: &str) -> anyhow::Result<Vec<(u32, Kind)>> {
         let Ingesting {
             thread,
+            go,
             uids,
             notes,
         } = ingesting;
+        if let Some(go) = go {
+            let _ = go.send(());
+        }
         let results = thread
             .join()
             .map_err(|_| anyhow::anyhow!("the ledger writer panicked"))?;
@@ -415,6 +444,15 @@ struct Batch {
     notes: Vec<Note>,
 }
 
+impl Ingesting {
+    /// Everything before this batch is committed (and acted on): it may be written.
+    fn go(&self) {
+        if let Some(go) = &self.go {
+            let _ = go.send(());
+        }
+    }
+}
+
 /// Why a message of a batch is stored as failed, for the report.
 enum Note {
     None,
@@ -422,9 +460,11 @@ enum Note {
     Poison(String),
 }
 
-/// A batch being stored by its own thread.
+/// A batch being analysed, then stored, by its own thread.
 struct Ingesting {
     thread: std::thread::JoinHandle<Vec<anyhow::Result<Stored>>>,
+    /// The go-ahead to write, once everything before the batch is committed.
+    go: Option<std::sync::mpsc::Sender<()>>,
     uids: Vec<u32>,
     notes: Vec<Note>,
 }

@@ -244,6 +244,40 @@ impl Ledger {
         self.write_batch(items, &shas, &analyses)
     }
 
+    /// The pure half of [`Ledger::ingest_batch`], which needs no ledger: hashes and analyses
+    /// every message (failed ones excepted). A caller that pipelines batches analyses the next
+    /// one while the previous one is being written, then hands both halves to
+    /// [`Ledger::write_analysed`]. Unlike `ingest_batch`, duplicates are analysed too: the
+    /// caller expects new messages (the IMAP worker reads above its watermark).
+    pub fn analyse(items: &[Incoming<'_>]) -> Analysed {
+        let shas = items.iter().map(|i| sha256_hex(i.raw)).collect();
+        let todo: Vec<usize> = (0..items.len())
+            .filter(|&n| items[n].failed.is_none())
+            .collect();
+        let raws: Vec<&[u8]> = todo.iter().map(|&n| items[n].raw).collect();
+        let mut analyses: Vec<Option<Analysis>> = (0..items.len()).map(|_| None).collect();
+        for (n, a) in todo.into_iter().zip(analyze_all(&raws)) {
+            analyses[n] = Some(a);
+        }
+        Analysed { shas, analyses }
+    }
+
+    /// The writing half: stores `items` as [`Ledger::ingest_batch`] does, with the hashes and
+    /// analyses [`Ledger::analyse`] made of these very items.
+    pub fn write_analysed(
+        &mut self,
+        items: &[Incoming<'_>],
+        analysed: &Analysed,
+    ) -> anyhow::Result<Vec<anyhow::Result<IngestOutcome>>> {
+        anyhow::ensure!(
+            analysed.shas.len() == items.len() && analysed.analyses.len() == items.len(),
+            "{} messages but {} analyses",
+            items.len(),
+            analysed.analyses.len()
+        );
+        self.write_batch(items, &analysed.shas, &analysed.analyses)
+    }
+
     /// Stores a message whose analysis is already known. This is `ingest` minus the analysis;
     /// it exists for tests that need verdicts the engine does not produce yet.
     #[doc(hidden)]
@@ -443,6 +477,20 @@ impl Ledger {
         )?;
         tx.commit()?;
         Ok(outcomes)
+    }
+}
+
+/// What [`Ledger::analyse`] made of a batch: per message, its sha256 and its analysis (none
+/// for a failed message).
+pub struct Analysed {
+    shas: Vec<String>,
+    analyses: Vec<Option<Analysis>>,
+}
+
+impl Analysed {
+    /// The analysis of message `n` of the batch.
+    pub fn analysis(&self, n: usize) -> Option<&Analysis> {
+        self.analyses.get(n).and_then(Option::as_ref)
     }
 }
 
