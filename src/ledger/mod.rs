@@ -97,13 +97,18 @@ pub struct FolderState {
 /// - `temp_store = MEMORY`: every message of a batch has a savepoint, whose journal was a
 ///   temporary file (three quarters of the ingest's `pwrite` calls); it holds only the pages
 ///   one message changes.
+/// - `cache_size` 16 MiB (from 2 MiB) and `wal_autocheckpoint` 4000 pages (from 1000): a batch
+///   touches more pages than the default cache holds (index pages re-read from the file), and
+///   hot index pages were copied back to the database at every other commit. Both are bounds,
+///   so memory stays flat; ingest of 20,000 messages: 2.7 -> 1.6 s of system time.
 /// - the query planner stability guarantee (`SQLITE_DBCONFIG_ENABLE_QPSG`): the bundled SQLite
 ///   has STAT4, which marks statements to be re-prepared whenever a bound value might change
 ///   the plan; the cached statements of the replay were re-parsed on every execution (a fifth
 ///   of the ledger's CPU). Our queries have one good plan, the one from the indexes.
 fn tune(conn: &Connection) -> anyhow::Result<()> {
     conn.execute_batch(
-        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 4000;",
     )?;
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
