@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use async_imap::types::{Fetch, Flag};
@@ -243,15 +243,17 @@ impl Worker {
         tracing::info!(mailbox = %cfg.name, folder, uidvalidity, last_uid, candidates = uids.len(), oversized = large.len(), "search done");
 
         // A pipeline: batch k+1 is analysed as soon as it is fetched, while batch k is written;
-        // it is written (on its own thread, while batch k+2 is fetched) only once batch k is
-        // committed and its action applied. So the ledger and the watermark always run ahead of
-        // the action, never behind it, and batches are written in UID order.
+        // it is written (on its own thread, while batch k's action runs and batch k+2 is
+        // fetched) only once batch k is committed. So the ledger and the watermark always run
+        // ahead of the action, never behind it, and batches are written in UID order.
         let mut ingesting: Option<Ingesting> = None;
         for batch in uids.chunks(cfg.batch_size.max(1)) {
             let mut fetched = Batch::default();
+            let started = Instant::now();
             let result = self
                 .fetch_batch(session, batch, &large, folder, uidvalidity, &mut fetched)
                 .await;
+            let fetched_at = Instant::now();
             if let Err(e) = result {
                 // Keep what was read before the failure: the retry starts after it.
                 let position = self.position.take();
@@ -270,6 +272,10 @@ impl Worker {
                 .map(|previous| self.finish(previous, folder))
                 .transpose()?;
             self.position = None;
+            let finished_at = Instant::now();
+            // The previous batch is committed: this one may be written while the previous
+            // one's action runs (each batch is still stored before its own action).
+            next.go();
             if let Some(done) = done
                 && !self.opts.dry_run
             {
@@ -277,7 +283,13 @@ impl Worker {
                     .await
                     .with_context(|| format!("applying action {:?}", cfg.action))?;
             }
-            next.go();
+            tracing::debug!(
+                messages = batch.len(),
+                fetch_ms = (fetched_at - started).as_millis() as u64,
+                wait_ms = (finished_at - fetched_at).as_millis() as u64,
+                action_ms = finished_at.elapsed().as_millis() as u64,
+                "batch fetched, previous one stored and acted on"
+            );
             ingesting = Some(next);
         }
         if let Some(last) = ingesting.take() {
@@ -375,21 +387,47 @@ impl Worker {
         let store = self.store.clone();
         let Batch { fetched, notes } = batch;
         let uids = fetched.iter().map(|f| f.origin.uid).collect();
+        let n = fetched.len();
         let (go, wait) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let analysed = store::analyse(&fetched);
-            if wait.recv().is_err() {
-                return fetched
-                    .iter()
-                    .map(|_| {
-                        Err(anyhow::anyhow!(
-                            "not stored: an earlier batch of its folder failed"
-                        ))
-                    })
-                    .collect();
+        let thread = std::thread::Builder::new()
+            .name("ledger-batch".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let analysed = store::analyse(&fetched);
+                let analysed_at = Instant::now();
+                if wait.recv().is_err() {
+                    return fetched
+                        .iter()
+                        .map(|_| {
+                            Err(anyhow::anyhow!(
+                                "not stored: an earlier batch of its folder failed"
+                            ))
+                        })
+                        .collect();
+                }
+                let go_at = Instant::now();
+                let results = store.lock().unwrap().ingest_analysed(&fetched, &analysed);
+                // Where a batch's time goes (`RUST_LOG=rebound::imap::poll=debug`): analysis, waiting
+                // for the previous batch's commit and action, writing.
+                tracing::debug!(
+                    messages = fetched.len(),
+                    analysis_ms = (analysed_at - started).as_millis() as u64,
+                    wait_ms = (go_at - analysed_at).as_millis() as u64,
+                    write_ms = go_at.elapsed().as_millis() as u64,
+                    "batch stored"
+                );
+                results
+            });
+        let thread = match thread {
+            Ok(thread) => thread,
+            Err(e) => {
+                // Nothing was started: the batch fails as a whole, and the session with it.
+                let error = format!("could not start the ledger thread: {e}");
+                std::thread::spawn(move || {
+                    (0..n).map(|_| Err(anyhow::anyhow!("{error}"))).collect()
+                })
             }
-            store.lock().unwrap().ingest_analysed(&fetched, &analysed)
-        });
+        };
         Ingesting {
             thread,
             go: Some(go),
@@ -445,7 +483,7 @@ struct Batch {
 }
 
 impl Ingesting {
-    /// Everything before this batch is committed (and acted on): it may be written.
+    /// Everything before this batch is committed: it may be written.
     fn go(&self) {
         if let Some(go) = &self.go {
             let _ = go.send(());
