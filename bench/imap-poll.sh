@@ -29,6 +29,8 @@
 #   BENCH_SAME_DATES=1   the old data instead: plain copies with their original dates and
 #                        addresses (the worst case: thousands of same-time events per address).
 #   BENCH_ADDRESSES=K    the number of variants per address (1: no variation).
+#   BENCH_BIN=path       a rebound binary to measure instead of building this tree (to compare
+#                        two versions back to back on the same data).
 #   BENCH_WRAP="cmd"     runs the first poll under cmd, e.g. "perf record -g -o /tmp/poll.perf"
 #                        or "strace -f -c -o /tmp/poll.strace" (its RSS is then the wrapper's).
 set -euo pipefail
@@ -39,8 +41,8 @@ corpus=${CORPUS:-../shared/corpus/sisimai/emails}
 dovecot=/usr/sbin/dovecot
 [ -x $dovecot ] || { echo "bench/imap-poll.sh: dovecot-imapd is not installed" >&2; exit 1; }
 
-cargo build --release --quiet
-bin=$PWD/target/release/rebound
+if [ -n "${BENCH_BIN:-}" ]; then bin=$(realpath "$BENCH_BIN")
+else cargo build --release --quiet; bin=$PWD/target/release/rebound; fi
 dir=$(mktemp -d /tmp/rebound-bench.XXXXXX); chmod 755 "$dir"
 mkdir -p "$dir"/{run,state,mail}
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
