@@ -359,3 +359,15 @@ fn checkpointed_replay_equals_a_full_replay() {
     l.rebuild_projection().unwrap();
     assert_eq!(incremental, snapshot(&l));
 }
+
+/// Commits are synced to disk unless the caller says nothing irreversible follows them.
+#[test]
+fn commits_are_synced_unless_relaxed() {
+    let (_dir, l) = ledger();
+    let synchronous = |l: &Ledger| count(l, "PRAGMA synchronous");
+    assert_eq!(synchronous(&l), 2, "FULL by default");
+    l.sync_every_commit(false).unwrap();
+    assert_eq!(synchronous(&l), 1, "NORMAL");
+    l.sync_every_commit(true).unwrap();
+    assert_eq!(synchronous(&l), 2);
+}
