@@ -9,6 +9,31 @@
 #
 # Messages are written straight into the user's Maildir (APPEND would take minutes), each with a
 # distinct X-Bench-Seq header so that every one is new work for the ledger.
+#
+# What the data looks like, and why. A real bounce mailbox receives mail in time order, from many
+# distinct recipients: a busy address collects tens of events, not thousands. The corpus is a few
+# hundred messages naming a handful of example addresses (kijitora@example.jp ...), all dated
+# 2008-2020, so plain copies would give the hottest addresses thousands of events with identical,
+# old times, each arriving "in the past" of everything before it: that is a worst case the
+# ledger must survive, not what a mailbox looks like. So, by default, copy i (0-based) gets
+#   - arrival time T(i) = 2026-01-01T00:00:00Z + 10 s * i (increasing, as mail arrives): the
+#     top-level Date: (inserted when missing), every Arrival-Date: and Last-Attempt-Date: (the
+#     ledger's event time is Last-Attempt-Date, else Date), and the file's mtime (INTERNALDATE);
+#   - UIDs in that order (the Maildir's dovecot-uidlist is written by the script);
+#   - every recipient address (those the analysis reports for the corpus, wherever they occur in
+#     the message) with ".b<i mod BENCH_ADDRESSES>" appended to its local part (default 500), so
+#     that an address of the corpus becomes up to 500 addresses and at N = 50,000 the busiest
+#     ones have tens of events. The same rewrite is applied everywhere in a copy, so its
+#     analysis is the original's (all kinds and labels but one message's of 457: an Exim bounce
+#     naming its recipient by bare local part, a hard bounce instead of blocked).
+#   BENCH_SAME_DATES=1   the old data instead: plain copies with their original dates and
+#                        addresses, under the old file names (the worst case: thousands of
+#                        same-time events per address, arriving in no particular order).
+#   BENCH_ADDRESSES=K    the number of variants per address (1: no variation).
+#   BENCH_BIN=path       a rebound binary to measure instead of building this tree (to compare
+#                        two versions back to back on the same data).
+#   BENCH_WRAP="cmd"     runs the first poll under cmd, e.g. "perf record -g -o /tmp/poll.perf"
+#                        or "strace -f -c -o /tmp/poll.strace" (its RSS is then the wrapper's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes=("${@:-5000 50000}"); read -r -a sizes <<<"${sizes[*]}"
@@ -17,8 +42,8 @@ corpus=${CORPUS:-../shared/corpus/sisimai/emails}
 dovecot=/usr/sbin/dovecot
 [ -x $dovecot ] || { echo "bench/imap-poll.sh: dovecot-imapd is not installed" >&2; exit 1; }
 
-cargo build --release --quiet
-bin=$PWD/target/release/rebound
+if [ -n "${BENCH_BIN:-}" ]; then bin=$(realpath "$BENCH_BIN")
+else cargo build --release --quiet; bin=$PWD/target/release/rebound; fi
 dir=$(mktemp -d /tmp/rebound-bench.XXXXXX); chmod 755 "$dir"
 mkdir -p "$dir"/{run,state,mail}
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -67,6 +92,10 @@ CONF
 $dovecot -c "$dir/dovecot.conf"
 trap '$dovecot -c "$dir/dovecot.conf" stop 2>/dev/null || true; rm -rf "$dir"' EXIT
 mapfile -t files < <(find "$corpus" -type f -name '*.eml' | sort)
+recipients=$dir/recipients # the corpus's bounced recipients, as the analysis sees them
+"$bin" classify --json "${files[@]}" | python3 -c '
+import json, sys
+print("\n".join(sorted({r["address"].lower() for l in sys.stdin for r in json.loads(l)["recipients"]})))' >"$recipients"
 echo "== Dovecot on 127.0.0.1:$port, corpus $corpus (${#files[@]} files, cycled)"
 
 bare_fetch() { # user: LOGIN, SELECT, UID FETCH 1:* BODY.PEEK[], LOGOUT, pipelined on one connection
@@ -80,13 +109,56 @@ for n in "${sizes[@]}"; do
   user=bench$n
   echo "$user:{PLAIN}pw:$muid:$mgid::$dir/mail/$user::" >>"$dir/users"
   md=$dir/mail/$user/Maildir; mkdir -p "$md"/{cur,new,tmp}
-  python3 - "$md/cur" "$n" "${files[@]}" <<'PY'
-import sys, os
-dest, n, files = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+  BENCH_RECIPIENTS=$recipients python3 - "$md" "$n" "${files[@]}" <<'PY'
+import os, re, sys, email.utils
+md, n, files = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 bodies = [open(f, 'rb').read() for f in files]
+same = os.environ.get('BENCH_SAME_DATES') == '1'
+k = max(1, int(os.environ.get('BENCH_ADDRESSES', '500')))
+start, step = 1767225600, 10  # 2026-01-01T00:00:00Z, one message every 10 s
+split = re.compile(rb'\r?\n\r?\n')
+date_hdr = re.compile(rb'^Date:[^\n]*\n(?:[ \t][^\n]*\n)*', re.I | re.M)
+dsn_dates = re.compile(rb'^(Arrival-Date|Last-Attempt-Date):[^\n]*?(\r?)\n(?:[ \t][^\n]*\n)*', re.I | re.M)
+address = re.compile(rb'(?<![\w.+-])([A-Za-z0-9][\w.+-]*)@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)')
+recipients = set(open(os.environ['BENCH_RECIPIENTS'], 'rb').read().split())
+
+def rewrite(body, i, t):
+    date = email.utils.formatdate(t, usegmt=True).encode()
+    m = split.search(body)
+    head, rest = (body[:m.start()], body[m.start():]) if m else (body, b'')
+    eol = b'\r\n' if b'\r\n' in head[:200] else b'\n'
+    head += eol
+    if date_hdr.search(head):
+        head = date_hdr.sub(lambda _: b'Date: ' + date + eol, head, count=1)
+    else:
+        head = b'Date: ' + date + eol + head
+    rest = dsn_dates.sub(lambda m: m.group(1) + b': ' + date + m.group(2) + b'\n', rest)
+    body = head[:-len(eol)] + rest
+    if k > 1:
+        suffix = b'.b%d' % (i % k)
+        body = address.sub(lambda m: m.group(1) + suffix + b'@' + m.group(2)
+                           if m.group(0).lower() in recipients else m.group(0), body)
+    return body
+
+uids = []
 for i in range(n):
-    with open(os.path.join(dest, f"1700000000.b{i}.bench:2,"), 'wb') as f:
-        f.write(b"X-Bench-Seq: %d\n" % i + bodies[i % len(bodies)])
+    t = start + step * i
+    body = bodies[i % len(bodies)]
+    if not same:
+        body = rewrite(body, i, t)
+    # The old worst case keeps the old names too: Dovecot numbers them in its own order.
+    name = f"1700000000.b{i}.bench" if same else f"{t}.b{i:07d}.bench"
+    path = os.path.join(md, 'cur', name + ':2,')
+    with open(path, 'wb') as f:
+        f.write(b"X-Bench-Seq: %d\n" % i + body)
+    if not same:
+        os.utime(path, (t, t))
+    uids.append(name)
+if not same:  # UIDs in arrival order (Dovecot would otherwise number them in readdir order)
+    with open(os.path.join(md, 'dovecot-uidlist'), 'w') as f:
+        f.write(f"3 V{start} N{n + 1}\n")
+        for uid, name in enumerate(uids, 1):
+            f.write(f"{uid} :{name}\n")
 PY
   [ "$(id -u)" = 0 ] && chown -R "$muid:$mgid" "$dir/mail/$user"
   sleep 1.1 # passwd-file changes are noticed once a second
@@ -105,12 +177,12 @@ tls = "none"
 username = "$user"
 auth = { method = "password_file", path = "$work/pw" }
 TOML
-  /usr/bin/time -f "%e %M" -o "$work/time1" "$bin" poll --config "$work/rebound.toml" >"$work/out1"
-  /usr/bin/time -f "%e %M" -o "$work/time2" "$bin" poll --config "$work/rebound.toml" >"$work/out2"
-  read -r t1 m1 <"$work/time1"; read -r t2 m2 <"$work/time2"
+  /usr/bin/time -f "%e %M %U %S" -o "$work/time1" ${BENCH_WRAP:-} "$bin" poll --config "$work/rebound.toml" >"$work/out1"
+  /usr/bin/time -f "%e %M %U %S" -o "$work/time2" "$bin" poll --config "$work/rebound.toml" >"$work/out2"
+  read -r t1 m1 u1 s1 <"$work/time1"; read -r t2 m2 _ _ <"$work/time2"
   echo "== N=$n ($((bytes / 1024 / 1024)) MB)"
   echo "   bare UID FETCH 1:* BODY.PEEK[]   ${bare} s"
-  echo "   rebound poll (all new)           ${t1} s  ($(python3 -c "print(f'{$t1/max($bare,0.01):.2f}')")x bare, peak RSS $((m1 / 1024)) MB)"
+  echo "   rebound poll (all new)           ${t1} s  ($(python3 -c "print(f'{$t1/max($bare,0.01):.2f}')")x bare, peak RSS $((m1 / 1024)) MB, CPU ${u1} s user + ${s1} s sys)"
   echo "   rebound poll (nothing new)       ${t2} s  (peak RSS $((m2 / 1024)) MB)"
   echo "   $(cat "$work/out1")"
   rm -rf "$work"

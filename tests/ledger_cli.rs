@@ -112,7 +112,10 @@ fn ingest_projects_the_policy_onto_addresses_and_domains() {
         );
     }
     let conn = Connection::open(&db).unwrap();
-    assert_eq!(one::<i64>(&conn, "PRAGMA user_version"), 2);
+    assert_eq!(
+        one::<i64>(&conn, "PRAGMA user_version"),
+        rebound::ledger::schema::MIGRATIONS.len() as i64
+    );
     assert_eq!(one::<String>(&conn, "PRAGMA journal_mode"), "wal");
 
     let state = |a: &str| -> (String, Option<String>) {

@@ -18,6 +18,8 @@ const BATCH_BYTES: usize = 32 << 20;
 
 pub fn run(args: &LedgerArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let (_, mut ledger) = args.open()?;
+    // The files stay where they are: an ingest undone by a power cut is simply done again.
+    ledger.sync_every_commit(false)?;
     let run_id = ledger.start_run("files")?;
     let mut summary = RunSummary::default();
     let started = Instant::now();

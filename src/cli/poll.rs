@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 
 use crate::config::Config;
 use crate::imap::{
-    self, DryRun, FolderProgress, MailboxConfig, MailboxReport, PollOptions, SharedStore,
+    self, Action, DryRun, FolderProgress, MailboxConfig, MailboxReport, PollOptions, SharedStore,
 };
 use crate::ledger::{Ledger, RunSummary};
 
@@ -99,10 +99,15 @@ async fn poll_all(
     let ledger = if dry_run {
         None
     } else {
-        Some(Arc::new(Mutex::new(Ledger::open(
-            db_path,
-            cfg.policy.clone(),
-        )?)))
+        let ledger = Ledger::open(db_path, cfg.policy.clone())?;
+        // Moved or deleted messages exist only in the ledger once acted on: their commits
+        // must survive a power cut (see Ledger::sync_every_commit).
+        ledger.sync_every_commit(
+            mailboxes
+                .iter()
+                .any(|m| matches!(m.action, Action::Move | Action::Delete)),
+        )?;
+        Some(Arc::new(Mutex::new(ledger)))
     };
     let store: SharedStore = match &ledger {
         Some(l) => l.clone(),

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use async_imap::types::{Fetch, Flag};
@@ -15,7 +15,7 @@ use super::config::MailboxConfig;
 use super::connect::{self, Session, timed};
 use super::fetch;
 use super::folder_name;
-use super::store::{Fetched, MessageOrigin, Store, Stored};
+use super::store::{self, Fetched, MessageOrigin, Store, Stored};
 use crate::analysis::{Kind, Label};
 
 /// The store shared by the tasks of one run (SQLite writes are serialised anyway).
@@ -244,27 +244,40 @@ impl Worker {
         let (uids, large) = fetch::candidates(session, &plan, cfg.max_message_bytes, limit).await?;
         tracing::info!(mailbox = %cfg.name, folder, uidvalidity, last_uid, candidates = uids.len(), oversized = large.len(), "search done");
 
-        // A pipeline of two: batch k is analysed and stored on its own thread while batch k+1
-        // is fetched; batch k's action waits for its commit (and for the session to be free).
-        // So the ledger and the watermark always run ahead of the action, never behind it.
+        // A pipeline: batch k+1 is analysed as soon as it is fetched, while batch k is written;
+        // it is written (on its own thread, while batch k's action runs and batch k+2 is
+        // fetched) only once batch k is committed. So the ledger and the watermark always run
+        // ahead of the action, never behind it, and batches are written in UID order.
         let mut ingesting: Option<Ingesting> = None;
         for batch in uids.chunks(cfg.batch_size.max(1)) {
             let mut fetched = Batch::default();
+            let started = Instant::now();
             let result = self
                 .fetch_batch(session, batch, &large, folder, uidvalidity, &mut fetched)
                 .await;
-            // Whatever happened, the previous batch is committed and counted first.
-            let previous = ingesting.take().map(|i| self.finish(i, folder));
+            let fetched_at = Instant::now();
             if let Err(e) = result {
                 // Keep what was read before the failure: the retry starts after it.
-                previous.transpose()?;
                 let position = self.position.take();
-                self.finish(self.start(fetched), folder)?;
+                if let Some(previous) = ingesting.take() {
+                    self.finish(previous, folder)?;
+                }
+                let partial = self.start(fetched);
+                partial.go();
+                self.finish(partial, folder)?;
                 self.position = position;
                 return Err(e);
             }
-            let done = previous.transpose()?;
+            let next = self.start(fetched);
+            let done = ingesting
+                .take()
+                .map(|previous| self.finish(previous, folder))
+                .transpose()?;
             self.position = None;
+            let finished_at = Instant::now();
+            // The previous batch is committed: this one may be written while the previous
+            // one's action runs (each batch is still stored before its own action).
+            next.go();
             if let Some(done) = done
                 && !self.opts.dry_run
             {
@@ -272,7 +285,14 @@ impl Worker {
                     .await
                     .with_context(|| format!("applying action {:?}", cfg.action))?;
             }
-            ingesting = Some(self.start(fetched));
+            tracing::debug!(
+                messages = batch.len(),
+                fetch_ms = (fetched_at - started).as_millis() as u64,
+                wait_ms = (finished_at - fetched_at).as_millis() as u64,
+                action_ms = finished_at.elapsed().as_millis() as u64,
+                "batch fetched, previous one stored and acted on"
+            );
+            ingesting = Some(next);
         }
         if let Some(last) = ingesting.take() {
             let done = self.finish(last, folder)?;
@@ -362,14 +382,57 @@ impl Worker {
         Ok(())
     }
 
-    /// Starts storing a fetched batch on its own thread.
+    /// Starts analysing a fetched batch on its own thread; it is written once [`Ingesting::go`]
+    /// says so, and not at all when the go-ahead is dropped instead (an earlier batch failed:
+    /// the watermark must not pass it).
     fn start(&self, batch: Batch) -> Ingesting {
         let store = self.store.clone();
         let Batch { fetched, notes } = batch;
         let uids = fetched.iter().map(|f| f.origin.uid).collect();
-        let thread = std::thread::spawn(move || store.lock().unwrap().ingest_batch(&fetched));
+        let n = fetched.len();
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("ledger-batch".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let analysed = store::analyse(&fetched);
+                let analysed_at = Instant::now();
+                if wait.recv().is_err() {
+                    return fetched
+                        .iter()
+                        .map(|_| {
+                            Err(anyhow::anyhow!(
+                                "not stored: an earlier batch of its folder failed"
+                            ))
+                        })
+                        .collect();
+                }
+                let go_at = Instant::now();
+                let results = store.lock().unwrap().ingest_analysed(&fetched, &analysed);
+                // Where a batch's time goes (`RUST_LOG=rebound::imap::poll=debug`): analysis, waiting
+                // for the previous batch's commit and action, writing.
+                tracing::debug!(
+                    messages = fetched.len(),
+                    analysis_ms = (analysed_at - started).as_millis() as u64,
+                    wait_ms = (go_at - analysed_at).as_millis() as u64,
+                    write_ms = go_at.elapsed().as_millis() as u64,
+                    "batch stored"
+                );
+                results
+            });
+        let thread = match thread {
+            Ok(thread) => thread,
+            Err(e) => {
+                // Nothing was started: the batch fails as a whole, and the session with it.
+                let error = format!("could not start the ledger thread: {e}");
+                std::thread::spawn(move || {
+                    (0..n).map(|_| Err(anyhow::anyhow!("{error}"))).collect()
+                })
+            }
+        };
         Ingesting {
             thread,
+            go: Some(go),
             uids,
             notes,
         }
@@ -380,9 +443,13 @@ impl Worker {
     fn finish(&mut self, ingesting: Ingesting, folder: &str) -> anyhow::Result<Vec<(u32, Kind)>> {
         let Ingesting {
             thread,
+            go,
             uids,
             notes,
         } = ingesting;
+        if let Some(go) = go {
+            let _ = go.send(());
+        }
         let results = thread
             .join()
             .map_err(|_| anyhow::anyhow!("the ledger writer panicked"))?;
@@ -417,6 +484,15 @@ struct Batch {
     notes: Vec<Note>,
 }
 
+impl Ingesting {
+    /// Everything before this batch is committed: it may be written.
+    fn go(&self) {
+        if let Some(go) = &self.go {
+            let _ = go.send(());
+        }
+    }
+}
+
 /// Why a message of a batch is stored as failed, for the report.
 enum Note {
     None,
@@ -424,9 +500,11 @@ enum Note {
     Poison(String),
 }
 
-/// A batch being stored by its own thread.
+/// A batch being analysed, then stored, by its own thread.
 struct Ingesting {
     thread: std::thread::JoinHandle<Vec<anyhow::Result<Stored>>>,
+    /// The go-ahead to write, once everything before the batch is committed.
+    go: Option<std::sync::mpsc::Sender<()>>,
     uids: Vec<u32>,
     notes: Vec<Note>,
 }

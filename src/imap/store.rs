@@ -82,6 +82,17 @@ pub trait Store: Send {
         }
         out
     }
+    /// [`Store::ingest_batch`] with the analyses [`analyse`] made of these very items beforehand
+    /// (without the store, so that a batch is analysed while the previous one is written). The
+    /// default ignores them.
+    fn ingest_analysed(
+        &mut self,
+        items: &[Fetched],
+        analysed: &crate::ledger::Analysed,
+    ) -> Vec<anyhow::Result<Stored>> {
+        let _ = analysed;
+        self.ingest_batch(items)
+    }
 }
 
 /// `--dry-run`: classifies in memory and writes nothing. Progress comes from the ledger as it
@@ -104,17 +115,21 @@ impl Store for DryRun {
     }
 
     fn ingest(&mut self, raw: &[u8], _origin: &MessageOrigin) -> anyhow::Result<Stored> {
-        let a = analysis::analyze(raw);
-        let labels = if a.kind == Kind::Bounce {
-            a.recipients.iter().filter_map(|r| r.label).collect()
-        } else {
-            Vec::new()
-        };
-        Ok(Stored {
-            kind: a.kind,
-            labels,
-            duplicate: false,
-        })
+        Ok(dry_verdict(&analysis::analyze(raw)))
+    }
+
+    fn ingest_analysed(
+        &mut self,
+        items: &[Fetched],
+        analysed: &crate::ledger::Analysed,
+    ) -> Vec<anyhow::Result<Stored>> {
+        (0..items.len())
+            .map(|n| match (&items[n].failed, analysed.analysis(n)) {
+                (None, Some(a)) => Ok(dry_verdict(a)),
+                (Some(error), _) => self.ingest_failed(&items[n].raw, &items[n].origin, error),
+                (None, None) => self.ingest(&items[n].raw, &items[n].origin),
+            })
+            .collect()
     }
 
     fn ingest_failed(
@@ -128,6 +143,20 @@ impl Store for DryRun {
             labels: Vec::new(),
             duplicate: false,
         })
+    }
+}
+
+/// What a dry run reports for an analysed message.
+fn dry_verdict(a: &analysis::Analysis) -> Stored {
+    let labels = if a.kind == Kind::Bounce {
+        a.recipients.iter().filter_map(|r| r.label).collect()
+    } else {
+        Vec::new()
+    };
+    Stored {
+        kind: a.kind,
+        labels,
+        duplicate: false,
     }
 }
 
@@ -181,31 +210,77 @@ impl Store for crate::ledger::Ledger {
     }
 
     fn ingest_batch(&mut self, items: &[Fetched]) -> Vec<anyhow::Result<Stored>> {
-        let origins: Vec<crate::ledger::Origin> =
-            items.iter().map(|i| i.origin.to_ledger()).collect();
-        let raws: Vec<std::borrow::Cow<'_, [u8]>> = items
+        let ledger = LedgerItems::new(items);
+        let incoming = ledger.incoming(items);
+        outcomes(items, crate::ledger::Ledger::ingest_batch(self, &incoming))
+    }
+
+    fn ingest_analysed(
+        &mut self,
+        items: &[Fetched],
+        analysed: &crate::ledger::Analysed,
+    ) -> Vec<anyhow::Result<Stored>> {
+        let ledger = LedgerItems::new(items);
+        let incoming = ledger.incoming(items);
+        outcomes(
+            items,
+            crate::ledger::Ledger::write_analysed(self, &incoming, analysed),
+        )
+    }
+}
+
+/// The pure half of storing a batch (hashing, analysis), done without the store: see
+/// [`Store::ingest_analysed`].
+pub fn analyse(items: &[Fetched]) -> crate::ledger::Analysed {
+    let ledger = LedgerItems::new(items);
+    crate::ledger::Ledger::analyse(&ledger.incoming(items))
+}
+
+/// Fetched messages as the ledger takes them: origins, and bytes (with a placeholder for a
+/// failed message of which nothing could be read).
+struct LedgerItems<'a> {
+    origins: Vec<crate::ledger::Origin>,
+    raws: Vec<std::borrow::Cow<'a, [u8]>>,
+}
+
+impl<'a> LedgerItems<'a> {
+    fn new(items: &'a [Fetched]) -> LedgerItems<'a> {
+        LedgerItems {
+            origins: items.iter().map(|i| i.origin.to_ledger()).collect(),
+            raws: items
+                .iter()
+                .map(|i| match i.failed {
+                    Some(_) => placeholder_if_empty(&i.raw, &i.origin),
+                    None => std::borrow::Cow::Borrowed(&i.raw[..]),
+                })
+                .collect(),
+        }
+    }
+
+    fn incoming<'b>(&'b self, items: &'b [Fetched]) -> Vec<crate::ledger::Incoming<'b>> {
+        items
             .iter()
-            .map(|i| match i.failed {
-                Some(_) => placeholder_if_empty(&i.raw, &i.origin),
-                None => std::borrow::Cow::Borrowed(&i.raw[..]),
-            })
-            .collect();
-        let incoming: Vec<crate::ledger::Incoming<'_>> = items
-            .iter()
-            .zip(&origins)
-            .zip(&raws)
+            .zip(&self.origins)
+            .zip(&self.raws)
             .map(|((i, o), raw)| crate::ledger::Incoming {
                 raw,
                 origin: o,
                 failed: i.failed.as_deref(),
             })
-            .collect();
-        match crate::ledger::Ledger::ingest_batch(self, &incoming) {
-            Ok(outcomes) => outcomes.into_iter().map(|o| o.map(stored)).collect(),
-            Err(e) => {
-                let e = format!("{e:#}");
-                items.iter().map(|_| Err(anyhow::anyhow!("{e}"))).collect()
-            }
+            .collect()
+    }
+}
+
+/// A batch's outcomes per message; an error of the whole batch is every message's.
+fn outcomes(
+    items: &[Fetched],
+    result: anyhow::Result<Vec<anyhow::Result<crate::ledger::IngestOutcome>>>,
+) -> Vec<anyhow::Result<Stored>> {
+    match result {
+        Ok(outcomes) => outcomes.into_iter().map(|o| o.map(stored)).collect(),
+        Err(e) => {
+            let e = format!("{e:#}");
+            items.iter().map(|_| Err(anyhow::anyhow!("{e}"))).collect()
         }
     }
 }

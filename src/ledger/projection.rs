@@ -84,15 +84,62 @@ pub fn refresh_address(conn: &Connection, policy: &Policy, address: &str) -> any
 /// was made from (counted in the same transaction), and only when every new event of the
 /// address sorts after them; anything else (another process, a late event, a reclassify) means
 /// a full replay. Either way the result is the replay of all the address's events.
+///
+/// A checkpoint also keeps the address's whole history as facts, within a global budget, so
+/// that a late event (one sorting before events already folded) costs a merge and a fold in
+/// memory instead of reading the address's every event back from the database; the state
+/// changes are then rewritten only from the first one that differs. With old mail arriving
+/// in any order (the worst case: thousands of events of one address with equal times), each
+/// batch re-folds the busiest addresses, and reading them was most of the ingest.
 #[derive(Default)]
 pub struct Checkpoints {
     entries: HashMap<String, Checkpoint>,
+    /// Facts held in all the histories (bounded by [`HISTORY_MAX`]).
+    held: usize,
 }
 
 /// Addresses with fewer events are cheap to replay: not worth remembering.
 const CHECKPOINT_MIN_EVENTS: usize = 32;
 /// Bound on remembered addresses (memory stays flat however long the run).
 const CHECKPOINT_MAX: usize = 4096;
+/// Bound on the facts held in histories, a few hundred bytes each: beyond it, a checkpoint
+/// has no history and a late event means a replay from the database.
+const HISTORY_MAX: usize = 65_536;
+
+/// One folded event of a checkpoint's history, in replay order.
+struct Entry {
+    sort_key: String,
+    index: i64,
+    fact: Fact,
+}
+
+impl Entry {
+    /// The replay order: (event_time, sort_key, recipient_index, id), as the queries sort.
+    fn key(&self) -> (chrono::DateTime<chrono::Utc>, &str, i64, i64) {
+        (
+            self.fact.time,
+            &self.sort_key,
+            self.index,
+            self.fact.event_id,
+        )
+    }
+}
+
+/// Merges two histories sorted in replay order.
+fn merge(old: Vec<Entry>, new: Vec<Entry>) -> Vec<Entry> {
+    let mut out = Vec::with_capacity(old.len() + new.len());
+    let mut old = old.into_iter().peekable();
+    let mut new = new.into_iter().peekable();
+    loop {
+        let take_old = match (old.peek(), new.peek()) {
+            (Some(a), Some(b)) => a.key() <= b.key(),
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return out,
+        };
+        out.extend(if take_old { old.next() } else { new.next() });
+    }
+}
 
 struct Checkpoint {
     replay: policy::AddressReplay,
@@ -103,11 +150,20 @@ struct Checkpoint {
     events: i64,
     /// The last bounce event's row (for the `last_*` columns).
     last_bounce: Option<EventRow>,
+    /// Every event folded, in replay order; `None` when over the budget.
+    history: Option<Vec<Entry>>,
 }
 
 impl Checkpoints {
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.held = 0;
+    }
+
+    fn remove(&mut self, address: &str) {
+        if let Some(cp) = self.entries.remove(address) {
+            self.held -= cp.history.map_or(0, |h| h.len());
+        }
     }
 }
 
@@ -117,6 +173,7 @@ fn refresh_from_checkpoint(
     policy: &Policy,
     address: &str,
     cp: &mut Checkpoint,
+    held: &mut usize,
 ) -> anyhow::Result<bool> {
     let (events, changes): (i64, i64) = conn
         .prepare_cached(
@@ -141,16 +198,37 @@ fn refresh_from_checkpoint(
     let Some((first, sort_key, index)) = rows.first() else {
         return Ok(true); // nothing new: the stored projection is the replay
     };
-    if (&first.time, sort_key, *index, first.id)
-        <= (&cp.last_key.0, &cp.last_key.1, cp.last_key.2, cp.last_key.3)
-    {
-        return Ok(false); // a late event lands inside the history: replay it all
+    let late = (&first.time, sort_key, *index, first.id)
+        <= (&cp.last_key.0, &cp.last_key.1, cp.last_key.2, cp.last_key.3);
+    // The history grows by the new events, or is dropped when over the budget.
+    match cp.history.take() {
+        Some(h) if *held + rows.len() <= HISTORY_MAX => {
+            *held += rows.len();
+            cp.history = Some(h);
+        }
+        Some(h) => *held -= h.len(),
+        None => {}
+    }
+    if late {
+        if cp.history.is_none() {
+            return Ok(false); // a late event lands inside the history: replay it all
+        }
+        refold(conn, policy, address, cp, rows)?;
+        return Ok(true);
     }
     let written = cp.replay.changes().len();
     for (e, sort_key, index) in rows {
-        cp.replay.step(policy, &cp.domain, &fact(&e)?);
+        let f = fact(&e)?;
+        cp.replay.step(policy, &cp.domain, &f);
         cp.events += 1;
         cp.max_id = cp.max_id.max(e.id);
+        if let Some(h) = &mut cp.history {
+            h.push(Entry {
+                sort_key: sort_key.clone(),
+                index,
+                fact: f,
+            });
+        }
         cp.last_key = (e.time.clone(), sort_key, index, e.id);
         if matches!(signal(&e), Signal::Bounce(_)) {
             cp.last_bounce = Some(e);
@@ -167,6 +245,76 @@ fn refresh_from_checkpoint(
     )?;
     insert_changes(conn, address, &p.changes[written..])?;
     Ok(true)
+}
+
+/// A late event: merges the new events (`rows`, in replay order) into the checkpoint's history
+/// and folds it again from the start, in memory; rewrites the state changes from the first one
+/// that differs. The result is the full replay's, without reading the history back.
+fn refold(
+    conn: &Connection,
+    policy: &Policy,
+    address: &str,
+    cp: &mut Checkpoint,
+    rows: Vec<(EventRow, String, i64)>,
+) -> anyhow::Result<()> {
+    let mut new = Vec::with_capacity(rows.len());
+    for (e, sort_key, index) in &rows {
+        new.push(Entry {
+            sort_key: sort_key.clone(),
+            index: *index,
+            fact: fact(e)?,
+        });
+    }
+    let history = merge(cp.history.take().unwrap_or_default(), new);
+    let mut replay = policy::AddressReplay::default();
+    for e in &history {
+        replay.step(policy, &cp.domain, &e.fact);
+    }
+    let p = replay.projection(policy);
+    let kept = cp
+        .replay
+        .changes()
+        .iter()
+        .zip(&p.changes)
+        .take_while(|(old, new)| old == new)
+        .count();
+    if kept < cp.replay.changes().len() {
+        // The rows of an address's changes are in replay order by id (they are only ever
+        // appended in that order): drop those after the common prefix.
+        conn.prepare_cached(
+            "DELETE FROM state_changes WHERE id IN
+                 (SELECT id FROM state_changes WHERE address = ?1 ORDER BY id LIMIT -1 OFFSET ?2)",
+        )?
+        .execute(params![address, kept as i64])?;
+    }
+    insert_changes(conn, address, &p.changes[kept..])?;
+    let last = match p.last_bounce_event {
+        Some(id) => Some(
+            conn.prepare_cached(
+                "SELECT id, event_time, role, kind, action, label, reason, status,
+                        coalesce(diagnostic, note)
+                 FROM events WHERE id = ?1",
+            )?
+            .query_row([id], EventRow::from_row)?,
+        ),
+        None => None,
+    };
+    write_address(conn, policy, address, &cp.domain, &p, last.as_ref())?;
+    if let Some((e, sort_key, index)) = rows
+        .into_iter()
+        .max_by(|a, b| (&a.0.time, &a.1, a.2, a.0.id).cmp(&(&b.0.time, &b.1, b.2, b.0.id)))
+    {
+        let key = (e.time, sort_key, index, e.id);
+        if key > cp.last_key {
+            cp.last_key = key;
+        }
+    }
+    cp.events = history.len() as i64;
+    cp.max_id = history.iter().map(|e| e.fact.event_id).max().unwrap_or(0);
+    cp.replay = replay;
+    cp.last_bounce = last;
+    cp.history = Some(history);
+    Ok(())
 }
 
 fn fact(e: &EventRow) -> anyhow::Result<Fact> {
@@ -189,10 +337,10 @@ pub fn refresh_address_with(
     checkpoints: &mut Checkpoints,
 ) -> anyhow::Result<()> {
     if let Some(cp) = checkpoints.entries.get_mut(address) {
-        if refresh_from_checkpoint(conn, policy, address, cp)? {
+        if refresh_from_checkpoint(conn, policy, address, cp, &mut checkpoints.held)? {
             return Ok(());
         }
-        checkpoints.entries.remove(address);
+        checkpoints.remove(address);
     }
 
     let mut stmt = conn.prepare_cached(
@@ -203,6 +351,7 @@ pub fn refresh_address_with(
     )?;
     let mut last_key = None;
     let mut domain = String::new();
+    let mut keys: Vec<(String, i64)> = Vec::new();
     let rows: Vec<EventRow> = stmt
         .query_map([address], |r| {
             Ok((
@@ -215,7 +364,8 @@ pub fn refresh_address_with(
         .map(|row| {
             row.map(|(e, d, sort_key, index)| {
                 domain = d;
-                last_key = Some((e.time.clone(), sort_key, index, e.id));
+                last_key = Some((e.time.clone(), sort_key.clone(), index, e.id));
+                keys.push((sort_key, index));
                 e
             })
         })
@@ -234,6 +384,17 @@ pub fn refresh_address_with(
     for f in &facts {
         replay.step(policy, &domain, f);
     }
+    let keep = rows.len() >= CHECKPOINT_MIN_EVENTS && checkpoints.held + rows.len() <= HISTORY_MAX;
+    let history = keep.then(|| {
+        keys.into_iter()
+            .zip(facts)
+            .map(|((sort_key, index), fact)| Entry {
+                sort_key,
+                index,
+                fact,
+            })
+            .collect::<Vec<_>>()
+    });
     let p = replay.projection(policy);
     let last = p
         .last_bounce_event
@@ -244,9 +405,10 @@ pub fn refresh_address_with(
         && let Some(last_key) = last_key
     {
         if checkpoints.entries.len() >= CHECKPOINT_MAX {
-            checkpoints.entries.clear();
+            checkpoints.clear();
         }
         let last_bounce = last.cloned();
+        checkpoints.held += history.as_ref().map_or(0, Vec::len);
         checkpoints.entries.insert(
             address.to_string(),
             Checkpoint {
@@ -256,6 +418,7 @@ pub fn refresh_address_with(
                 events: rows.len() as i64,
                 last_key,
                 last_bounce,
+                history,
             },
         );
     }
