@@ -245,3 +245,45 @@ async fn a_message_that_keeps_failing_is_stored_as_unparsed_and_skipped() {
     assert!(again.status.success());
     assert_eq!(new_count(&again), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_action_still_counts_the_batch_already_committing_behind_it() {
+    // Batch 2 is written while batch 1's action (a MOVE) runs; the connection dies at the
+    // MOVE's answer. Whatever batch 2 committed must be in the run's count, or the summary and
+    // the `runs` row under-report what the ledger holds.
+    let user = server().add_user("cut-action");
+    let messages: Vec<Vec<u8>> = (0..50)
+        .map(|i| bounce(900 + i, &format!("t{i}@example.org")))
+        .collect();
+    append(&user, "INBOX", &messages).await;
+    let port = proxy_with(Arc::new(AtomicUsize::new(0)), Some(b"Move completed")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let table = mailbox_toml(
+        dir.path(),
+        "cut",
+        &user,
+        Mode::Plain,
+        "batch_size = 20\nattempts = 1\naction = \"move\"",
+    )
+    .replace(
+        &format!("port = {}", server().port),
+        &format!("port = {port}"),
+    );
+    let cfg = write_config(dir.path(), &[table]);
+    let out = tokio::task::spawn_blocking(move || run(&cfg))
+        .await
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the cut action fails the run: {summary}"
+    );
+    assert!(summary.contains("applying action"), "{summary}");
+    let stored = uids(dir.path());
+    assert_eq!(
+        new_count(&out) as usize,
+        stored.len(),
+        "the summary counts every committed message: {summary}"
+    );
+}

@@ -280,10 +280,14 @@ impl Worker {
             next.go();
             if let Some(done) = done
                 && !self.opts.dry_run
+                && let Err(e) = action::apply(session, cfg, caps, folders, &done, keywords).await
             {
-                action::apply(session, cfg, caps, folders, &done, keywords)
-                    .await
-                    .with_context(|| format!("applying action {:?}", cfg.action))?;
+                // This batch may be committing already: wait for it and count what it stored,
+                // so that the report and the `runs` row match the ledger. The failure is the
+                // action's, so no message is blamed for it.
+                let _ = self.finish(next, folder);
+                self.position = None;
+                return Err(e).with_context(|| format!("applying action {:?}", cfg.action));
             }
             tracing::debug!(
                 messages = batch.len(),

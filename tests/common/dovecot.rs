@@ -272,17 +272,27 @@ rm -rf "$2""#,
     /// BYE, no clean shutdown. Only for a test binary of its own (the instance is shared by
     /// the tests of one binary).
     pub fn kill(&self) {
-        // Dovecot puts the instance name in every process title (the master's and its
-        // children's), so one pattern finds them all.
-        let pattern = format!("{}/", self.instance);
-        let _ = Command::new("pkill")
-            .args(["-KILL", "-f", &pattern])
-            .status();
+        // The master first, so that it cannot respawn a child killed before it; then every
+        // process with the instance name in its title (Dovecot puts it in the master's and
+        // every child's), until none is left.
         let master = std::fs::read_to_string(self.dir.join("run/master.pid")).unwrap_or_default();
         if let Ok(pid) = master.trim().parse::<i32>() {
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
                 .status();
+        }
+        let pattern = format!("{}/", self.instance);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Command::new("pkill")
+            .args(["-KILL", "-f", &pattern])
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "Dovecot processes survive SIGKILL"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
