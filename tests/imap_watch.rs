@@ -24,14 +24,16 @@ fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
-/// A running `rebound watch`, killed if a test fails before stopping it.
+/// A running `rebound watch`, killed if a test fails before stopping it. Its standard output
+/// goes to `watch.out` beside the config.
 struct Watching(std::process::Child);
 
 impl Watching {
     fn start(cfg: &std::path::Path) -> Watching {
+        let out = std::fs::File::create(cfg.with_file_name("watch.out")).unwrap();
         let child = Command::new(rebound_bin())
             .args(["watch", "--config", cfg.to_str().unwrap()])
-            .stdout(Stdio::null())
+            .stdout(out)
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
@@ -187,6 +189,14 @@ async fn every_configured_folder_is_watched_live() {
         || count_stored(dir.path()) == 4,
     );
     stop(&mut child);
+    // One task per folder: each line says which folder it is about.
+    let lines = std::fs::read_to_string(dir.path().join("watch.out")).unwrap();
+    for folder in ["INBOX", "Bounces"] {
+        assert!(
+            lines.contains(&format!("[{folder}]: ok new=")),
+            "no line for {folder}: {lines}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -25,6 +25,8 @@ pub type SharedStore = Arc<Mutex<dyn Store>>;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MailboxReport {
     pub mailbox: String,
+    /// The folder, when the report covers one folder of the mailbox (a `watch` task).
+    pub folder: Option<String>,
     /// Messages stored for the first time.
     pub new: u64,
     /// Messages seen again (already in the ledger): not counted twice.
@@ -46,6 +48,14 @@ impl MailboxReport {
         MailboxReport {
             mailbox: mailbox.to_string(),
             ..Default::default()
+        }
+    }
+
+    /// The same report, naming the one folder it covers.
+    pub fn in_folder(self, folder: &str) -> Self {
+        MailboxReport {
+            folder: Some(folder.to_string()),
+            ..self
         }
     }
 
@@ -79,9 +89,12 @@ impl MailboxReport {
             .collect::<Vec<_>>()
             .join(" ");
         let status = if self.failed { "FAILED" } else { "ok" };
+        let name = match &self.folder {
+            Some(folder) => format!("{} [{folder}]", self.mailbox),
+            None => self.mailbox.clone(),
+        };
         let mut line = format!(
-            "{}: {status} new={} bounces={} ({labels}) delays={} complaints={} unsubscribes={} auto_replies={} other={} unparsed={} already_stored={} errors={}",
-            self.mailbox,
+            "{name}: {status} new={} bounces={} ({labels}) delays={} complaints={} unsubscribes={} auto_replies={} other={} unparsed={} already_stored={} errors={}",
             self.new,
             self.kind(Kind::Bounce),
             self.kind(Kind::Delay),

@@ -80,7 +80,7 @@ async fn watch_folder(
             Err(e) => {
                 tracing::warn!(mailbox = %cfg.name, folder, error = %format!("{e:#}"), "watch: session failed; reconnecting");
                 let retry = worker.failed(&e);
-                on_report(worker.take_report());
+                on_report(worker.take_report().in_folder(&folder));
                 failures += 1;
                 // Authentication failures wait the longest backoff: a person must fix them.
                 let wait = if retry {
@@ -126,7 +126,7 @@ async fn connected(
         // The sync ends with the task's only folder selected: IDLE then watches it.
         worker.sync(&mut session, caps, &mut folders).await?;
         *failures = 0;
-        let report = worker.take_report();
+        let report = worker.take_report().in_folder(&cfg.folders()[0]);
         if report.new > 0 || report.duplicates > 0 || !report.errors.is_empty() {
             on_report(report);
         }
