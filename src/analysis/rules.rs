@@ -12,7 +12,7 @@
 //! creates a new state out of hundreds of NFA states (`.*` in a few patterns keeps them alive).
 //! Building those states cost about as much as the rest of the analysis of a mailbox put
 //! together. One pattern's DFA stays small and is built once, and the first rule that holds
-//! stops the search. A shared literal scan ([`prefilter`]) skips the patterns that cannot
+//! stops the search. A shared literal scan (the `prefilter` module) skips the patterns that cannot
 //! match, so that a diagnostic is not walked once per rule either.
 
 mod prefilter;
