@@ -197,6 +197,16 @@ async fn every_configured_folder_is_watched_live() {
             "no line for {folder}: {lines}"
         );
     }
+    // ...and each round's `runs` row says which folder it read.
+    let conn = rusqlite::Connection::open(dir.path().join("rebound.db")).unwrap();
+    let folders: Vec<String> = conn
+        .prepare("SELECT DISTINCT folder FROM runs WHERE new > 0 AND ok ORDER BY folder")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(folders, ["Bounces", "INBOX"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

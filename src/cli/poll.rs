@@ -200,5 +200,6 @@ pub(crate) fn summary(r: &MailboxReport) -> RunSummary {
         auto_replies: r.kind(Kind::AutoReply),
         unparsed: r.kind(Kind::Unparsed),
         errors: r.errors.clone(),
+        folder: r.folder.clone(),
     }
 }

@@ -26,6 +26,8 @@ pub struct RunSummary {
     pub unparsed: u64,
     /// Failures that kept a message out of the ledger (unreadable file, database error...).
     pub errors: Vec<String>,
+    /// The one folder the run covered (a `watch` task); `None`: every folder, or files.
+    pub folder: Option<String>,
 }
 
 impl RunSummary {
@@ -72,7 +74,7 @@ impl Ledger {
         let changed = self.conn.execute(
             "UPDATE runs SET finished_at = ?2, new = ?3, duplicates = ?4, bounces = ?5,
                  complaints = ?6, unsubscribes = ?7, auto_replies = ?8, unparsed = ?9,
-                 errors = ?10, ok = ?11
+                 errors = ?10, ok = ?11, folder = ?12
              WHERE id = ?1",
             params![
                 id,
@@ -86,6 +88,7 @@ impl Ledger {
                 summary.unparsed as i64,
                 serde_json::to_string(&summary.errors)?,
                 summary.ok(),
+                summary.folder,
             ],
         )?;
         anyhow::ensure!(changed == 1, "no run {id} in the ledger");

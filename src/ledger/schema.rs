@@ -264,8 +264,14 @@ HAVING invalid_addresses > 0
 ORDER BY invalid_addresses DESC, source;
 "#;
 
+/// `watch` runs one task per folder, each recording its own rounds: a run names its folder, so
+/// that an operator can see when each folder was last read fine.
+const V4: &str = r#"
+ALTER TABLE runs ADD COLUMN folder TEXT;    -- the one folder a watch round read; NULL: all (poll) or files
+"#;
+
 /// Every migration, in order. Never edit a released entry: append a new one.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// Brings the database to the newest schema version.
 pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
