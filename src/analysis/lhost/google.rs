@@ -63,7 +63,9 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     let from = mail.from_address().unwrap_or_default();
     let from_google = from.starts_with("mailer-daemon@")
         && (from.ends_with("@googlemail.com") || from.ends_with("@google.com"));
-    if !from_google && !mail.text.contains("Technical details of permanent failure") {
+    static PERMANENT: text::Literals =
+        text::Literals::new(&["Technical details of permanent failure"]);
+    if !from_google && !PERMANENT.any_in(&mail.text) {
         return None;
     }
     let (notice, returned) = mail.split_original();

@@ -1,13 +1,51 @@
 //! Shared tools for reading bounces written as prose: who sent it, where the returned
 //! original begins, and which lines name a failed recipient with its diagnostic.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use regex::{Regex, RegexBuilder};
 
 use super::super::mail::Mail;
 use super::super::verdict::Recipient;
 use super::super::{recipient_address, status};
+
+/// Literals a module looks for in (nearly) every message's text before it knows whether the
+/// message is its own: built once, and searched with a SIMD substring finder (aho-corasick's
+/// memchr prefilter) instead of `str::find`/`contains`, whose two-way search builds its tables
+/// on each call and scans without SIMD. Same answers as those.
+pub struct Literals {
+    patterns: &'static [&'static str],
+    searcher: OnceLock<AhoCorasick>,
+}
+
+impl Literals {
+    pub const fn new(patterns: &'static [&'static str]) -> Literals {
+        Literals {
+            patterns,
+            searcher: OnceLock::new(),
+        }
+    }
+
+    fn searcher(&self) -> &AhoCorasick {
+        self.searcher.get_or_init(|| {
+            AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(self.patterns)
+                .unwrap()
+        })
+    }
+
+    /// Whether any of the literals occurs in `text` (`text.contains(a) || text.contains(b)`).
+    pub fn any_in(&self, text: &str) -> bool {
+        self.searcher().is_match(text)
+    }
+
+    /// Where the first occurrence of any of the literals starts (for one literal, `text.find`).
+    pub fn find(&self, text: &str) -> Option<usize> {
+        self.searcher().find(text).map(|m| m.start())
+    }
+}
 
 static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"[A-Za-z0-9][A-Za-z0-9._%+\-=/!#$&'*^`{|}~]*@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)+")
@@ -288,6 +326,37 @@ pub fn scan(notice: &str, excl: &Exclusions, action: &str) -> Vec<Recipient> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literals_answer_as_str_find_and_contains() {
+        static ONE: Literals = Literals::new(&["abab"]);
+        static TWO: Literals = Literals::new(&["at host", "program at"]);
+        for text in [
+            "",
+            "aba",
+            "abab",
+            "xxabababab",
+            "ab\u{e9}abab",
+            "the program at host x",
+            "at hos",
+            "program a",
+            "é program at",
+        ] {
+            assert_eq!(ONE.find(text), text.find("abab"), "{text:?}");
+            assert_eq!(ONE.any_in(text), text.contains("abab"), "{text:?}");
+            assert_eq!(
+                TWO.any_in(text),
+                text.contains("at host") || text.contains("program at"),
+                "{text:?}"
+            );
+            let first = [text.find("at host"), text.find("program at")];
+            assert_eq!(
+                TWO.find(text),
+                first.into_iter().flatten().min(),
+                "{text:?}"
+            );
+        }
+    }
 
     #[test]
     fn quoted_received_tails_and_header_copies_are_not_notices() {
