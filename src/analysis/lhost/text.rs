@@ -187,9 +187,41 @@ pub fn recipient(address: &str, diagnostic: &str, action: &str) -> Option<Recipi
     })
 }
 
-/// Collapses runs of whitespace (text diagnostics are wrapped and indented).
+/// Collapses runs of whitespace (text diagnostics are wrapped and indented): the words of
+/// `split_whitespace` (Unicode `White_Space`) joined by single spaces.
 pub fn squash(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    // One pass that copies each word as it ends, with no Vec of words in between: this runs on
+    // every diagnostic, most of them ASCII.
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut word: Option<usize> = None;
+    let mut i = 0;
+    while i < b.len() {
+        let (space, len) = if b[i].is_ascii() {
+            (matches!(b[i], b'\t'..=b'\r' | b' '), 1)
+        } else {
+            let c = s[i..].chars().next().unwrap();
+            (c.is_whitespace(), c.len_utf8())
+        };
+        if space {
+            if let Some(start) = word.take() {
+                if !out.is_empty() {
+                    out.push(' ');
+                }
+                out.push_str(&s[start..i]);
+            }
+        } else if word.is_none() {
+            word = Some(i);
+        }
+        i += len;
+    }
+    if let Some(start) = word {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&s[start..]);
+    }
+    out
 }
 
 /// Lines that are headers of a quoted message, not notices about a recipient.
@@ -326,6 +358,31 @@ pub fn scan(notice: &str, excl: &Exclusions, action: &str) -> Vec<Recipient> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn squash_joins_the_words_of_split_whitespace() {
+        // Every ASCII control that is or is not whitespace (\x0B is, for split_whitespace),
+        // and non-ASCII spaces (NEL, NBSP, ideographic) and non-spaces.
+        const ALPHABET: &[&str] = &[
+            "a", "b", "é", "\u{663}", " ", " ", "\t", "\n", "\r", "\u{b}", "\u{c}", "\u{1c}",
+            "\u{85}", "\u{a0}", "\u{3000}", "\u{200b}", "-",
+        ];
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..50_000 {
+            let mut next = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            let len = (next() % 16) as usize;
+            let text: String = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                .collect();
+            let want = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert_eq!(squash(&text), want, "{text:?}");
+        }
+    }
 
     #[test]
     fn literals_answer_as_str_find_and_contains() {
