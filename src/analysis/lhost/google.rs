@@ -60,7 +60,7 @@ static DELAYED: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 pub fn parse(mail: &Mail<'_>) -> Option<Found> {
-    let from = mail.from_address().unwrap_or_default();
+    let from = mail.from_address_str().unwrap_or_default();
     let from_google = from.starts_with("mailer-daemon@")
         && (from.ends_with("@googlemail.com") || from.ends_with("@google.com"));
     static PERMANENT: text::Literals =
@@ -71,7 +71,7 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     let (notice, returned) = mail.split_original();
     let original = original::pasted_or_attached(returned, mail);
     let mut excl = Exclusions::for_mail(mail, &[original.as_ref().and_then(|o| o.from.as_deref())]);
-    excl.add(&from);
+    excl.add(from);
     let failed_header: Vec<String> = mail
         .headers("X-Failed-Recipients")
         .iter()
