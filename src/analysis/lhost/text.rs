@@ -88,9 +88,9 @@ pub fn from_bounce_sender(mail: &Mail<'_>) -> bool {
 /// True if the From address or name is a mailer-daemon, postmaster or the like. (Unlike the
 /// null return path, which every automatic reply also uses.)
 pub fn from_daemon(mail: &Mail<'_>) -> bool {
-    let from = mail.from_address().unwrap_or_default();
+    let from = mail.from_address_str().unwrap_or_default();
     let name = mail.from_name().unwrap_or_default();
-    BOUNCE_SENDER.is_match(&from) || BOUNCE_SENDER.is_match(&name)
+    BOUNCE_SENDER.is_match(from) || BOUNCE_SENDER.is_match(&name)
 }
 
 /// True if the subject reads like a bounce or a delay warning.
@@ -193,35 +193,40 @@ pub fn squash(s: &str) -> String {
     // One pass that copies each word as it ends, with no Vec of words in between: this runs on
     // every diagnostic, most of them ASCII.
     let b = s.as_bytes();
-    let mut out = String::with_capacity(s.len());
-    let mut word: Option<usize> = None;
-    let mut i = 0;
-    while i < b.len() {
-        let (space, len) = if b[i].is_ascii() {
-            (matches!(b[i], b'\t'..=b'\r' | b' '), 1)
+    // Whether the character at byte `i` is whitespace, and its length.
+    let at = |i: usize| -> (bool, usize) {
+        let c = b[i];
+        if c.is_ascii() {
+            (matches!(c, b'\t'..=b'\r' | b' '), 1)
         } else {
             let c = s[i..].chars().next().unwrap();
             (c.is_whitespace(), c.len_utf8())
-        };
-        if space {
-            if let Some(start) = word.take() {
-                if !out.is_empty() {
-                    out.push(' ');
-                }
-                out.push_str(&s[start..i]);
-            }
-        } else if word.is_none() {
-            word = Some(i);
         }
-        i += len;
-    }
-    if let Some(start) = word {
+    };
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    loop {
+        while i < b.len() {
+            match at(i) {
+                (true, len) => i += len,
+                (false, _) => break,
+            }
+        }
+        if i == b.len() {
+            return out;
+        }
+        let start = i;
+        while i < b.len() {
+            match at(i) {
+                (false, len) => i += len,
+                (true, _) => break,
+            }
+        }
         if !out.is_empty() {
             out.push(' ');
         }
-        out.push_str(&s[start..]);
+        out.push_str(&s[start..i]);
     }
-    out
 }
 
 /// Lines that are headers of a quoted message, not notices about a recipient.
