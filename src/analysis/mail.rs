@@ -42,6 +42,8 @@ pub struct Mail<'a> {
     /// and from the text after the split: read once, asked for by many modules.
     parts_original: OnceCell<Option<super::Original>>,
     text_original: OnceCell<Option<super::Original>>,
+    /// The From address, asked for by nearly every module: read once.
+    from_address: OnceCell<Option<String>>,
 }
 
 impl<'a> Mail<'a> {
@@ -63,6 +65,7 @@ impl<'a> Mail<'a> {
             split: OnceCell::new(),
             parts_original: OnceCell::new(),
             text_original: OnceCell::new(),
+            from_address: OnceCell::new(),
         })
     }
 
@@ -112,11 +115,20 @@ impl<'a> Mail<'a> {
 
     /// The bare, lowercased address of the From header.
     pub fn from_address(&self) -> Option<String> {
-        self.msg
-            .from()
-            .and_then(|a| a.first())
-            .and_then(|a| a.address())
-            .map(|a| a.trim().to_ascii_lowercase())
+        self.from_address_str().map(str::to_string)
+    }
+
+    /// [`Mail::from_address`] without the copy (computed once).
+    pub fn from_address_str(&self) -> Option<&str> {
+        self.from_address
+            .get_or_init(|| {
+                self.msg
+                    .from()
+                    .and_then(|a| a.first())
+                    .and_then(|a| a.address())
+                    .map(|a| a.trim().to_ascii_lowercase())
+            })
+            .as_deref()
     }
 
     /// The display name of the From header, if any.

@@ -42,7 +42,7 @@ pub fn notification(mail: &Mail<'_>) -> Option<Notification> {
 }
 
 fn read(mail: &Mail<'_>) -> Option<Notification> {
-    let from = mail.from_address().unwrap_or_default();
+    let from = mail.from_address_str().unwrap_or_default();
     let from_aws = from.ends_with("amazonaws.com") || from.ends_with("amazonses.com");
     let text = mail.text.trim_start();
     if !from_aws || !text.starts_with('{') || !text.contains("otificationType") {

@@ -27,7 +27,8 @@ const DETAILS: &str = "Message details:";
 
 pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     let t = &mail.text;
-    let error_at = t.find(ERROR)?;
+    static ERROR_AT: text::Literals = text::Literals::new(&[ERROR]);
+    let error_at = ERROR_AT.find(t)?;
     let details_at = error_at + t[error_at..].find(DETAILS)?;
     let notice = Notice::of(mail, t);
     let headline = t[..error_at]

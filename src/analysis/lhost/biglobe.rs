@@ -22,7 +22,8 @@ const INFO: &str = "----- Non-delivered information -----";
 
 pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     let t = &mail.text;
-    let info_at = t.find(INFO)?;
+    static INFO_AT: text::Literals = text::Literals::new(&[INFO]);
+    let info_at = INFO_AT.find(t)?;
     let list_at = t[..info_at].find(LIST)?;
     let notice = Notice::of(mail, t);
     let listed: Vec<String> = t[list_at + LIST.len()..info_at]

@@ -21,7 +21,8 @@ const MARKER: &str = "This is the DragonFly Mail Agent";
 const RECIPIENT: &str = "There was an error delivering your mail to";
 
 pub fn parse(mail: &Mail<'_>) -> Option<Found> {
-    if !mail.text.contains(MARKER) {
+    static MARKER_IN: text::Literals = text::Literals::new(&[MARKER]);
+    if !MARKER_IN.any_in(&mail.text) {
         return None;
     }
     let start = mail.text.find(RECIPIENT)?;

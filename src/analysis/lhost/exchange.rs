@@ -34,8 +34,10 @@ const ADMIN: &str = "Diagnostic information for administrators:";
 
 pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     let t = &mail.text;
-    let old = t.find(OLD);
-    let admin = t.find(ADMIN);
+    static OLD_AT: text::Literals = text::Literals::new(&[OLD]);
+    static ADMIN_AT: text::Literals = text::Literals::new(&[ADMIN]);
+    let old = OLD_AT.find(t);
+    let admin = ADMIN_AT.find(t);
     if old.is_none() && admin.is_none() {
         return None;
     }

@@ -22,7 +22,7 @@ use super::Found;
 use super::text::{self, Exclusions};
 
 pub fn parse(mail: &Mail<'_>) -> Option<Found> {
-    let from = mail.from_address().unwrap_or_default();
+    let from = mail.from_address_str().unwrap_or_default();
     let ezweb = from.ends_with("@ezweb.ne.jp")
         && mail
             .headers("Received")

@@ -17,7 +17,7 @@ const START: &str = "The following address";
 const END: &str = "--- The header of the original message is following. ---";
 
 pub fn parse(mail: &Mail<'_>) -> Option<Found> {
-    let from = mail.from_address().unwrap_or_default();
+    let from = mail.from_address_str().unwrap_or_default();
     let gmx = from.ends_with("@mail.gmx.com")
         || from.ends_with("@gmx.net")
         || from.ends_with("@gmx.com")

@@ -60,16 +60,18 @@ static DELAYED: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 pub fn parse(mail: &Mail<'_>) -> Option<Found> {
-    let from = mail.from_address().unwrap_or_default();
+    let from = mail.from_address_str().unwrap_or_default();
     let from_google = from.starts_with("mailer-daemon@")
         && (from.ends_with("@googlemail.com") || from.ends_with("@google.com"));
-    if !from_google && !mail.text.contains("Technical details of permanent failure") {
+    static PERMANENT: text::Literals =
+        text::Literals::new(&["Technical details of permanent failure"]);
+    if !from_google && !PERMANENT.any_in(&mail.text) {
         return None;
     }
     let (notice, returned) = mail.split_original();
     let original = original::pasted_or_attached(returned, mail);
     let mut excl = Exclusions::for_mail(mail, &[original.as_ref().and_then(|o| o.from.as_deref())]);
-    excl.add(&from);
+    excl.add(from);
     let failed_header: Vec<String> = mail
         .headers("X-Failed-Recipients")
         .iter()

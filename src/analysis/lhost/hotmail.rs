@@ -13,7 +13,7 @@ use super::super::{Kind, original, recipient_address};
 use super::Notification;
 
 pub fn complaint(mail: &Mail<'_>) -> Option<Notification> {
-    let from = mail.from_address().unwrap_or_default();
+    let from = mail.from_address_str().unwrap_or_default();
     if !from.ends_with("@hotmail.com")
         || !mail
             .subject()

@@ -29,7 +29,8 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
         .msg
         .header_raw("X-Mailer")
         .is_some_and(|x| x.contains("SMTP32"));
-    if !smtp32 && !mail.text.contains(RESPONSE) {
+    static RESPONSE_IN: text::Literals = text::Literals::new(&[RESPONSE]);
+    if !smtp32 && !RESPONSE_IN.any_in(&mail.text) {
         return None;
     }
     let notice = Notice::of(mail, &mail.text);

@@ -14,7 +14,7 @@ use super::text;
 const MARKER: &str = "Could not be delivered to:";
 
 pub fn parse(mail: &Mail<'_>) -> Option<Found> {
-    let from = mail.from_address().unwrap_or_default();
+    let from = mail.from_address_str().unwrap_or_default();
     if !from.ends_with(".dion.ne.jp") && !from.ends_with("@dion.ne.jp") {
         return None;
     }

@@ -182,7 +182,7 @@ pub fn detect(mail: &Mail<'_>, structured: bool) -> Option<Found> {
 /// reports no module parsed.
 pub fn fingerprint(mail: &Mail<'_>) -> Option<&'static str> {
     let has = |name: &str| mail.msg.header_raw(name).is_some();
-    let from = mail.from_address().unwrap_or_default();
+    let from = mail.from_address_str().unwrap_or_default();
     let reporting = mail
         .parts_of_type("message/delivery-status")
         .next()

@@ -20,7 +20,9 @@ use super::text;
 
 pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     let t = &mail.text;
-    if !t.contains("This is the MAILER-DAEMON, please DO NOT REPLY") {
+    static GREETING: text::Literals =
+        text::Literals::new(&["This is the MAILER-DAEMON, please DO NOT REPLY"]);
+    if !GREETING.any_in(t) {
         return None;
     }
     let start = t.find("following list of recipients")?;

@@ -27,8 +27,11 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     let t = &mail.text;
     let subject = mail.subject();
     let transcript = subject.starts_with("Postfix SMTP server: errors from");
-    if !(t.contains("This is the mail system at host")
-        || t.contains("This is the Postfix program at host")
+    static GREETING: text::Literals = text::Literals::new(&[
+        "This is the mail system at host",
+        "This is the Postfix program at host",
+    ]);
+    if !(GREETING.any_in(t)
         || transcript
         || mail.msg.header_raw("X-Postfix-Queue-ID").is_some() && text::from_bounce_sender(mail))
     {

@@ -20,7 +20,9 @@ use super::text;
 
 pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     let t = &mail.text;
-    if !t.contains("This is the qmail-send program") && !t.contains("qmail-send program at") {
+    static GREETING: text::Literals =
+        text::Literals::new(&["This is the qmail-send program", "qmail-send program at"]);
+    if !GREETING.any_in(t) {
         return None;
     }
     let notice = Notice::of(mail, t);

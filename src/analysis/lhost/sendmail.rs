@@ -21,6 +21,9 @@
 //! "Warning: could not send message for past N hours" is a delay warning.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
 
 use super::super::mail::Mail;
 use super::super::rfc3464;
@@ -33,9 +36,14 @@ const FATAL: &str = "----- The following addresses had permanent fatal errors --
 const TRANSIENT: &str = "----- The following addresses had transient non-fatal errors -----";
 const TRANSCRIPT: &str = "----- Transcript of session follows -----";
 
+/// Any of the headings: the test every message meets, in one pass over the text rather than
+/// three substring searches.
+static HEADINGS: LazyLock<AhoCorasick> =
+    LazyLock::new(|| AhoCorasick::new([TRANSCRIPT, FATAL, TRANSIENT]).unwrap());
+
 pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     let t = &mail.text;
-    if !(t.contains(TRANSCRIPT) || t.contains(FATAL) || t.contains(TRANSIENT)) {
+    if !HEADINGS.is_match(t.as_str()) {
         return None;
     }
     // A forwarded notice: undo one level of `> ` quoting.

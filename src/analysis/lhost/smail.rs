@@ -24,7 +24,8 @@ const TEXT: &str = "Message text follows:";
 
 pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     let t = &mail.text;
-    let failed_at = t.find(FAILED)?;
+    static FAILED_AT: text::Literals = text::Literals::new(&[FAILED]);
+    let failed_at = FAILED_AT.find(t)?;
     let line_start = t[..failed_at].rfind('\n').map_or(0, |i| i + 1);
     if !t[line_start..failed_at]
         .trim_start()

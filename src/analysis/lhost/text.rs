@@ -1,13 +1,51 @@
 //! Shared tools for reading bounces written as prose: who sent it, where the returned
 //! original begins, and which lines name a failed recipient with its diagnostic.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use regex::{Regex, RegexBuilder};
 
 use super::super::mail::Mail;
 use super::super::verdict::Recipient;
 use super::super::{recipient_address, status};
+
+/// Literals a module looks for in (nearly) every message's text before it knows whether the
+/// message is its own: built once, and searched with a SIMD substring finder (aho-corasick's
+/// memchr prefilter) instead of `str::find`/`contains`, whose two-way search builds its tables
+/// on each call and scans without SIMD. Same answers as those.
+pub struct Literals {
+    patterns: &'static [&'static str],
+    searcher: OnceLock<AhoCorasick>,
+}
+
+impl Literals {
+    pub const fn new(patterns: &'static [&'static str]) -> Literals {
+        Literals {
+            patterns,
+            searcher: OnceLock::new(),
+        }
+    }
+
+    fn searcher(&self) -> &AhoCorasick {
+        self.searcher.get_or_init(|| {
+            AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(self.patterns)
+                .unwrap()
+        })
+    }
+
+    /// Whether any of the literals occurs in `text` (`text.contains(a) || text.contains(b)`).
+    pub fn any_in(&self, text: &str) -> bool {
+        self.searcher().is_match(text)
+    }
+
+    /// Where the first occurrence of any of the literals starts (for one literal, `text.find`).
+    pub fn find(&self, text: &str) -> Option<usize> {
+        self.searcher().find(text).map(|m| m.start())
+    }
+}
 
 static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"[A-Za-z0-9][A-Za-z0-9._%+\-=/!#$&'*^`{|}~]*@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)+")
@@ -50,9 +88,9 @@ pub fn from_bounce_sender(mail: &Mail<'_>) -> bool {
 /// True if the From address or name is a mailer-daemon, postmaster or the like. (Unlike the
 /// null return path, which every automatic reply also uses.)
 pub fn from_daemon(mail: &Mail<'_>) -> bool {
-    let from = mail.from_address().unwrap_or_default();
+    let from = mail.from_address_str().unwrap_or_default();
     let name = mail.from_name().unwrap_or_default();
-    BOUNCE_SENDER.is_match(&from) || BOUNCE_SENDER.is_match(&name)
+    BOUNCE_SENDER.is_match(from) || BOUNCE_SENDER.is_match(&name)
 }
 
 /// True if the subject reads like a bounce or a delay warning.
@@ -149,9 +187,46 @@ pub fn recipient(address: &str, diagnostic: &str, action: &str) -> Option<Recipi
     })
 }
 
-/// Collapses runs of whitespace (text diagnostics are wrapped and indented).
+/// Collapses runs of whitespace (text diagnostics are wrapped and indented): the words of
+/// `split_whitespace` (Unicode `White_Space`) joined by single spaces.
 pub fn squash(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    // One pass that copies each word as it ends, with no Vec of words in between: this runs on
+    // every diagnostic, most of them ASCII.
+    let b = s.as_bytes();
+    // Whether the character at byte `i` is whitespace, and its length.
+    let at = |i: usize| -> (bool, usize) {
+        let c = b[i];
+        if c.is_ascii() {
+            (matches!(c, b'\t'..=b'\r' | b' '), 1)
+        } else {
+            let c = s[i..].chars().next().unwrap();
+            (c.is_whitespace(), c.len_utf8())
+        }
+    };
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    loop {
+        while i < b.len() {
+            match at(i) {
+                (true, len) => i += len,
+                (false, _) => break,
+            }
+        }
+        if i == b.len() {
+            return out;
+        }
+        let start = i;
+        while i < b.len() {
+            match at(i) {
+                (false, len) => i += len,
+                (true, _) => break,
+            }
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&s[start..i]);
+    }
 }
 
 /// Lines that are headers of a quoted message, not notices about a recipient.
@@ -288,6 +363,62 @@ pub fn scan(notice: &str, excl: &Exclusions, action: &str) -> Vec<Recipient> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn squash_joins_the_words_of_split_whitespace() {
+        // Every ASCII control that is or is not whitespace (\x0B is, for split_whitespace),
+        // and non-ASCII spaces (NEL, NBSP, ideographic) and non-spaces.
+        const ALPHABET: &[&str] = &[
+            "a", "b", "é", "\u{663}", " ", " ", "\t", "\n", "\r", "\u{b}", "\u{c}", "\u{1c}",
+            "\u{85}", "\u{a0}", "\u{3000}", "\u{200b}", "-",
+        ];
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..50_000 {
+            let mut next = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            let len = (next() % 16) as usize;
+            let text: String = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                .collect();
+            let want = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert_eq!(squash(&text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn literals_answer_as_str_find_and_contains() {
+        static ONE: Literals = Literals::new(&["abab"]);
+        static TWO: Literals = Literals::new(&["at host", "program at"]);
+        for text in [
+            "",
+            "aba",
+            "abab",
+            "xxabababab",
+            "ab\u{e9}abab",
+            "the program at host x",
+            "at hos",
+            "program a",
+            "é program at",
+        ] {
+            assert_eq!(ONE.find(text), text.find("abab"), "{text:?}");
+            assert_eq!(ONE.any_in(text), text.contains("abab"), "{text:?}");
+            assert_eq!(
+                TWO.any_in(text),
+                text.contains("at host") || text.contains("program at"),
+                "{text:?}"
+            );
+            let first = [text.find("at host"), text.find("program at")];
+            assert_eq!(
+                TWO.find(text),
+                first.into_iter().flatten().min(),
+                "{text:?}"
+            );
+        }
+    }
 
     #[test]
     fn quoted_received_tails_and_header_copies_are_not_notices() {

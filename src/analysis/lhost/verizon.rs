@@ -10,7 +10,7 @@ use super::Found;
 use super::text;
 
 pub fn parse(mail: &Mail<'_>) -> Option<Found> {
-    let from = mail.from_address().unwrap_or_default();
+    let from = mail.from_address_str().unwrap_or_default();
     if !(from.ends_with("@vtext.com") || from.ends_with("@vzwpix.com")) {
         return None;
     }

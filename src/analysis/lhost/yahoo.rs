@@ -15,7 +15,8 @@ use super::text;
 const MARKER: &str = "Sorry, we were unable to deliver your message to the following address";
 
 pub fn parse(mail: &Mail<'_>) -> Option<Found> {
-    let start = mail.text.find(MARKER)?;
+    static MARKER_AT: text::Literals = text::Literals::new(&[MARKER]);
+    let start = MARKER_AT.find(&mail.text)?;
     let (notice, returned) = text::split_original(&mail.text[start..]);
     let mut recipients: Vec<Recipient> = Vec::new();
     let mut current: Option<(String, Vec<&str>)> = None;

@@ -28,7 +28,7 @@ static WARNING: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 pub fn parse(mail: &Mail<'_>) -> Option<Found> {
-    let from = mail.from_address().unwrap_or_default();
+    let from = mail.from_address_str().unwrap_or_default();
     if !from.starts_with("mailer-daemon@") || !from.contains("zoho") {
         return None;
     }
