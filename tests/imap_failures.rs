@@ -82,26 +82,11 @@ fn config(dir: &Path, user: &User, port: u16, attempts: u32) -> std::path::PathB
 }
 
 fn uids(dir: &Path) -> Vec<u32> {
-    let conn = rusqlite::Connection::open(dir.join("rebound.db")).unwrap();
-    let mut st = conn
-        .prepare("SELECT uid FROM messages WHERE mailbox = 'cut' ORDER BY uid")
-        .unwrap();
-    st.query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    stored_uids(&dir.join("rebound.db"), "cut")
 }
 
 fn run(cfg: &Path) -> std::process::Output {
     rebound(&["poll", "--config", cfg.to_str().unwrap()])
-}
-
-fn new_count(out: &std::process::Output) -> u32 {
-    let text = String::from_utf8_lossy(&out.stdout);
-    let at = text
-        .find("new=")
-        .unwrap_or_else(|| panic!("no summary in {text}"));
-    text[at + 4..].split(' ').next().unwrap().parse().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -62,26 +62,7 @@ fn config(dir: &Path, user: &User, port: u16) -> std::path::PathBuf {
 }
 
 fn stored(db: &Path) -> Vec<u32> {
-    let Ok(conn) = rusqlite::Connection::open(db) else {
-        return Vec::new();
-    };
-    let Ok(mut st) =
-        conn.prepare("SELECT uid FROM messages WHERE mailbox = 'crashbox' ORDER BY uid")
-    else {
-        return Vec::new(); // not created yet
-    };
-    st.query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-}
-
-fn new_count(out: &std::process::Output) -> u32 {
-    let text = String::from_utf8_lossy(&out.stdout);
-    match text.find("new=") {
-        Some(at) => text[at + 4..].split(' ').next().unwrap().parse().unwrap(),
-        None => 0,
-    }
+    stored_uids(db, "crashbox")
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -173,3 +173,28 @@ pub fn write_config(dir: &Path, mailboxes: &[String]) -> PathBuf {
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// UIDs stored for `mailbox`, in order; empty while the ledger or its tables do not exist yet
+/// (a test may look while the first poll is still creating them).
+pub fn stored_uids(db: &Path, mailbox: &str) -> Vec<u32> {
+    let Ok(conn) = rusqlite::Connection::open(db) else {
+        return Vec::new();
+    };
+    let Ok(mut st) = conn.prepare("SELECT uid FROM messages WHERE mailbox = ?1 ORDER BY uid")
+    else {
+        return Vec::new();
+    };
+    st.query_map([mailbox], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The `new=` count of a poll's summary line.
+pub fn new_count(out: &Output) -> u32 {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let at = text
+        .find("new=")
+        .unwrap_or_else(|| panic!("no summary in {text}"));
+    text[at + 4..].split(' ').next().unwrap().parse().unwrap()
+}
