@@ -5,6 +5,7 @@
 //! by blank lines; continuation lines are unfolded; field names compare case-insensitively and
 //! the `type;` prefixes (`rfc822;`, `dns;`, `smtp;`) are stripped from values.
 
+use super::phase;
 use super::status;
 use super::verdict::Recipient;
 
@@ -60,9 +61,19 @@ impl Report {
         self.recipients
             .iter()
             .filter_map(|f| {
-                let address = f
-                    .get("final-recipient")
-                    .and_then(address_of)
+                let final_recipient = f.get("final-recipient").and_then(address_of);
+                let original_recipient = f.get("original-recipient").and_then(original_address);
+                // The address the sender used: the ORCPT when it is a full address (the final
+                // one may be an alias's target or a forward), else the final recipient.
+                // The same address written with and without quotes around its local part is
+                // one address: the quoted form is the exact one.
+                let unquoted = |a: &String| a.replace('"', "");
+                let same = matches!((&original_recipient, &final_recipient),
+                    (Some(o), Some(f)) if unquoted(o) == unquoted(f));
+                let address = original_recipient
+                    .clone()
+                    .filter(|_| !same)
+                    .or_else(|| final_recipient.clone())
                     .or_else(|| f.get("original-recipient").and_then(address_of))?;
                 let diagnostic = f
                     .get("diagnostic-code")
@@ -82,7 +93,10 @@ impl Report {
                         }),
                     status: status::prefer_specific(status_field, from_text),
                     reply_code,
+                    phase: diagnostic.as_deref().and_then(phase::detect),
                     diagnostic,
+                    original_recipient,
+                    final_recipient,
                     remote_mta: f
                         .get("remote-mta")
                         .map(strip_type)
@@ -217,6 +231,78 @@ pub fn strip_type(value: &str) -> String {
     }
 }
 
+/// The address of an `Original-Recipient` field when it is a full internet address: type
+/// `rfc822` (RFC 3461 xtext-decoded: `+2B` is `+`) or `utf-8` (RFC 6533, `\x{HEX}`), not an
+/// Exchange-encapsulated legacy address (`IMCEAEX-...`), which is no address a sender used.
+pub fn original_address(value: &str) -> Option<String> {
+    let (ty, rest) = value.split_once(';')?;
+    let ty = ty.trim();
+    let decoded = if ty.eq_ignore_ascii_case("rfc822") {
+        xtext_decode(rest.trim())
+    } else if ty.eq_ignore_ascii_case("utf-8") {
+        unitext_decode(rest.trim())
+    } else {
+        return None;
+    };
+    let a = address_of(&decoded)?;
+    (!a.starts_with("imcea")).then_some(a)
+}
+
+/// RFC 3461 xtext: `+XX` is the byte with hex value XX; anything malformed is kept as is.
+fn xtext_decode(s: &str) -> String {
+    if !s.contains('+') {
+        return s.to_string();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'+'
+            && i + 2 < b.len()
+            && b[i + 1].is_ascii_hexdigit()
+            && b[i + 2].is_ascii_hexdigit()
+        {
+            let hex = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+            out.push(hex(b[i + 1]) << 4 | hex(b[i + 2]));
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// RFC 6533 unitext: `\x{HEX}` is the code point HEX.
+fn unitext_decode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find("\\x{") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 3..];
+        match after
+            .find('}')
+            .and_then(|end| {
+                u32::from_str_radix(&after[..end], 16)
+                    .ok()
+                    .map(|v| (end, v))
+            })
+            .and_then(|(end, v)| char::from_u32(v).map(|c| (end, c)))
+        {
+            Some((end, c)) => {
+                out.push(c);
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str("\\x{");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The bare address of a `Final-Recipient`/`Original-Recipient` value.
 pub fn address_of(value: &str) -> Option<String> {
     let v = strip_type(value);
@@ -263,6 +349,38 @@ mod tests {
         assert_eq!(rs[0].address, "a@example.org");
         assert_eq!(r.recipients[0].0.len(), 3, "{:?}", r.recipients);
         assert!(inline("Final-Recipient is a field name.\n").is_none());
+    }
+
+    #[test]
+    fn the_original_recipient_is_the_address_the_sender_used() {
+        let body = "Reporting-MTA: dns; mx.example.net\n\nOriginal-Recipient: rfc822;Sales+2Bnews@example.com\nFinal-Recipient: rfc822; ana.ruiz@mail.example.com\nAction: failed\nStatus: 5.2.2\n\nOriginal-Recipient: rfc822;IMCEAEX-_O=ORG_OU=EXCHANGE_CN=RECIPIENTS_CN=BOB@example.com\nFinal-Recipient: rfc822; bob@example.com\nAction: failed\nStatus: 5.1.1\n\nOriginal-Recipient: x400; c=US;a= ;p=Example;o=Mail;s=Lee\nFinal-Recipient: rfc822; lee@example.com\nAction: failed\nStatus: 5.1.1\n";
+        let rs = Report::parse(body).to_recipients();
+        assert_eq!(rs[0].address, "sales+news@example.com");
+        assert_eq!(
+            rs[0].original_recipient.as_deref(),
+            Some("sales+news@example.com")
+        );
+        assert_eq!(
+            rs[0].final_recipient.as_deref(),
+            Some("ana.ruiz@mail.example.com")
+        );
+        assert_eq!(
+            rs[1].address, "bob@example.com",
+            "no encapsulated Exchange DN"
+        );
+        assert_eq!(rs[1].original_recipient, None);
+        assert_eq!(
+            rs[2].address, "lee@example.com",
+            "an X.400 ORCPT is no address"
+        );
+        assert_eq!(
+            original_address("utf-8; jos\\x{E9}@example.es").as_deref(),
+            Some("jos\u{e9}@example.es")
+        );
+        assert_eq!(
+            original_address("rfc822; a+2@example.org").as_deref(),
+            Some("a+2@example.org")
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::phase::Phase;
+
 /// What the sender must do about a recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
@@ -130,7 +132,8 @@ impl std::fmt::Display for Label {
 /// keys may be added, never renamed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Recipient {
-    /// Lowercased-domain address as the report gives it (Final-Recipient, else Original-Recipient).
+    /// The address the sender mailed, lowercased: the DSN's Original-Recipient when it is a
+    /// full address, else Final-Recipient, else the address the notice names.
     pub address: String,
     /// RFC 3464 Action: failed, delayed, delivered, relayed, expanded (or null).
     pub action: Option<String>,
@@ -145,6 +148,16 @@ pub struct Recipient {
     pub remote_mta: Option<String>,
     /// Id of the rule that decided the verdict, e.g. `status=5.1.1` or `keyword=mailbox full`.
     pub rule: Option<String>,
+    /// The SMTP phase in which delivery failed, when the report says it (see [`Phase`]).
+    #[serde(default)]
+    pub phase: Option<Phase>,
+    /// The DSN's `Original-Recipient` (RFC 3461 ORCPT): the address the sender used, before
+    /// any alias expansion or forwarding. When it is a full address, it is `address`.
+    #[serde(default)]
+    pub original_recipient: Option<String>,
+    /// The DSN's `Final-Recipient`: the address the failing server tried last.
+    #[serde(default)]
+    pub final_recipient: Option<String>,
     /// Last-Attempt-Date (or the per-message Arrival-Date) as written in the report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_attempt: Option<String>,
