@@ -241,7 +241,7 @@ fn ingest_projects_the_policy_onto_addresses_and_domains() {
             &conn,
             "SELECT rule FROM v_why WHERE address = 'bruno@example.net' LIMIT 1"
         ),
-        "keyword=mailbox full"
+        "keyword=mailbox full: mailbox (is )?full"
     );
     assert_eq!(
         one::<i64>(&conn, "SELECT count(*) FROM v_paused_domains"),

@@ -22,6 +22,7 @@ use std::sync::{LazyLock, OnceLock};
 use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
 
+use super::phase::{self, Phase};
 use super::status;
 use super::verdict::{Label, Reason};
 use prefilter::Prefilter;
@@ -66,7 +67,10 @@ struct RuleSpec {
     #[serde(default)]
     reply: Vec<u16>,
     class: Option<String>,
+    /// One pattern, or `patterns`: alternatives, one per line, tried in order.
     pattern: Option<String>,
+    #[serde(default)]
+    patterns: Vec<String>,
     reason: String,
 }
 
@@ -83,7 +87,9 @@ struct Rule {
     status: Vec<String>,
     reply: Vec<u16>,
     class: Option<char>,
-    pattern: Option<usize>,
+    /// The rule's alternatives: index into [`RuleSet::patterns`] and the text as written (a
+    /// decision names the alternative that matched when there are several).
+    patterns: Vec<(usize, String)>,
     reason: Reason,
 }
 
@@ -96,6 +102,8 @@ pub struct Evidence<'a> {
     /// The failure class when neither status nor reply code gives one (from the DSN action:
     /// failed → '5', delayed → '4').
     pub default_class: Option<char>,
+    /// The SMTP phase of the failure, when the report states it: see [`phase::refine`].
+    pub phase: Option<Phase>,
 }
 
 /// What the rules decided for one recipient.
@@ -147,21 +155,25 @@ impl RuleSet {
                         ));
                     }
                 };
-                let pattern = match spec.pattern {
-                    None => None,
-                    Some(p) => {
-                        let source = lowercase_pattern(&ascii_classes(&p));
-                        patterns.push(compile(&source)?);
-                        sources.push(source);
-                        Some(patterns.len() - 1)
-                    }
-                };
+                if spec.pattern.is_some() && !spec.patterns.is_empty() {
+                    return Err(format!(
+                        "rule {}: give either pattern or patterns, not both",
+                        spec.id
+                    ));
+                }
+                let mut alternatives = Vec::new();
+                for p in spec.pattern.into_iter().chain(spec.patterns) {
+                    let source = lowercase_pattern(&ascii_classes(&p));
+                    patterns.push(compile(&source).map_err(|e| format!("rule {}: {e}", spec.id))?);
+                    sources.push(source);
+                    alternatives.push((patterns.len() - 1, p));
+                }
                 rules.push(Rule {
                     id: spec.id,
                     status: spec.status,
                     reply: spec.reply,
                     class,
-                    pattern,
+                    patterns: alternatives,
                     reason,
                 });
             }
@@ -202,26 +214,22 @@ impl RuleSet {
             if rule.class.is_some() && rule.class != class {
                 continue;
             }
-            if let Some(i) = rule.pattern
-                && !pattern_matches(i)
-            {
-                continue;
-            }
-            return Decision {
-                reason: rule.reason,
-                label: rule.reason.label_for(class),
-                rule: rule.id.clone(),
+            let id = if rule.patterns.is_empty() {
+                rule.id.clone()
+            } else {
+                match rule.patterns.iter().find(|(i, _)| pattern_matches(*i)) {
+                    None => continue,
+                    Some(_) if rule.patterns.len() == 1 => rule.id.clone(),
+                    Some((_, text)) => format!("{}: {text}", rule.id),
+                }
             };
+            return decision(rule.reason, id, class, ev);
         }
         let id = match class {
             Some(c) => format!("class={c}xx"),
             None => "default".to_string(),
         };
-        Decision {
-            reason: Reason::Undetermined,
-            label: Reason::Undetermined.label_for(class),
-            rule: id,
-        }
+        decision(Reason::Undetermined, id, class, ev)
     }
 
     pub fn len(&self) -> usize {
@@ -230,6 +238,23 @@ impl RuleSet {
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+}
+
+/// The decision for the reason a rule gave, after what the SMTP phase changes (a refusal
+/// before `RCPT TO` is of the sender, whatever the words said of the address).
+fn decision(reason: Reason, rule: String, class: Option<char>, ev: &Evidence<'_>) -> Decision {
+    let refined = ev
+        .phase
+        .and_then(|p| phase::refine(p, reason, class, ev.reply_code));
+    let (reason, rule) = match refined {
+        Some((r, id)) => (r, format!("{id} ({rule})")),
+        None => (reason, rule),
+    };
+    Decision {
+        reason,
+        label: reason.label_for(class),
+        rule,
     }
 }
 
@@ -299,12 +324,38 @@ fn status_matches(pattern: &str, status: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// A decision's rule id without the alternative that matched (`keyword=x: pattern`).
+    fn id(rule: &str) -> &str {
+        rule.split(": ").next().unwrap_or(rule)
+    }
+
+    #[test]
+    fn a_decision_names_the_alternative_that_matched() {
+        let d = decide(
+            Some("5.7.1"),
+            Some(554),
+            "554 5.7.1 Client host blocked using zen.spamhaus.org",
+        );
+        assert_eq!(d.rule, "keyword=blocklist: spamhaus");
+        let one = "[[rule]]\nid = \"local=one\"\npattern = \"acme\"\nreason = \"policy\"\n";
+        let set = RuleSet::from_toml(one).unwrap();
+        let d = set.classify(&Evidence {
+            diagnostic: Some("acme"),
+            ..Default::default()
+        });
+        assert_eq!(d.rule, "local=one", "a single pattern is not repeated");
+        let both =
+            "[[rule]]\nid = \"x\"\npattern = \"a\"\npatterns = [\"b\"]\nreason = \"policy\"\n";
+        assert!(RuleSet::from_toml(both).is_err());
+    }
+
     fn decide(status: Option<&str>, code: Option<u16>, diag: &str) -> Decision {
         RuleSet::builtin().classify(&Evidence {
             status,
             reply_code: code,
             diagnostic: Some(diag),
             default_class: Some('5'),
+            phase: None,
         })
     }
 
@@ -322,10 +373,7 @@ mod tests {
             Some(550),
             "550 5.7.1 Message rejected for policy reasons",
         );
-        assert_eq!(
-            (d.label, d.rule.as_str()),
-            (Label::Blocked, "keyword=policy")
-        );
+        assert_eq!((d.label, id(&d.rule)), (Label::Blocked, "keyword=policy"));
         let d = decide(Some("4.2.2"), Some(450), "450 4.2.2 Mailbox full");
         assert_eq!((d.reason, d.label), (Reason::MailboxFull, Label::Soft));
         let d = decide(
@@ -340,7 +388,7 @@ mod tests {
 
     #[test]
     fn a_refused_message_is_blocked_unless_the_address_is_named_as_the_cause() {
-        let rule = |status, code, diag| decide(status, code, diag).rule;
+        let rule = |status, code, diag| id(&decide(status, code, diag).rule).to_string();
         assert_eq!(
             rule(
                 Some("5.2.0"),
@@ -390,7 +438,7 @@ mod tests {
 
     #[test]
     fn refusals_of_the_sender_and_hedges_in_the_text() {
-        let rule = |status, code, diag| decide(status, code, diag).rule;
+        let rule = |status, code, diag| id(&decide(status, code, diag).rule).to_string();
         assert_eq!(
             rule(
                 None,

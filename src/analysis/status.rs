@@ -196,7 +196,8 @@ pub fn find_reply_code(text: &str) -> Option<u16> {
 }
 
 /// Picks the better of a DSN `Status:` field and a code found in the diagnostic: the field,
-/// unless it is a generic `x.0.0` and the diagnostic carries a specific code of the same class.
+/// unless it is generic (`x.0.0`, `x.N.0`) and the diagnostic carries a specific code of the
+/// same class (Exim, Courier and OpenSMTPD write 5.0.0 whatever the remote said).
 pub fn prefer_specific(field: Option<String>, from_text: Option<String>) -> Option<String> {
     match (field, from_text) {
         (Some(f), Some(t)) if is_generic(&f) && !is_generic(&t) && f[..1] == t[..1] => Some(t),
@@ -205,9 +206,10 @@ pub fn prefer_specific(field: Option<String>, from_text: Option<String>) -> Opti
     }
 }
 
-/// `x.0.0`: a status that says only "failed" or "delayed".
+/// `x.0.0`, or `x.N.0` ("other or undefined" within a subject): a status that names no
+/// cause of its own.
 pub fn is_generic(status: &str) -> bool {
-    status.ends_with(".0.0")
+    status.ends_with(".0")
 }
 
 /// The class digit of a status or reply code: '2', '4' or '5'.
