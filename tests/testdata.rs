@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use rebound::analysis::{Kind, Label, Reason};
+use rebound::analysis::{Kind, Phase, Reason};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -39,7 +39,8 @@ struct Sample {
     recipients: Option<Vec<ExpectedRecipient>>,
 }
 
-/// A missing label, reason or status means the engine must report null.
+/// A missing label, reason, status or phase means the engine must report null; the original
+/// and final recipients (RFC 3464 fields) are checked only where given.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExpectedRecipient {
@@ -47,6 +48,9 @@ struct ExpectedRecipient {
     label: Option<String>,
     reason: Option<String>,
     status: Option<String>,
+    phase: Option<String>,
+    original_recipient: Option<String>,
+    final_recipient: Option<String>,
 }
 
 fn crate_root() -> &'static Path {
@@ -159,11 +163,21 @@ fn compare(sample: &Sample, got: &Value, out: &mut Vec<String>) {
         let Some(g) = by_addr.get(&w.address) else {
             continue;
         };
+        let checked_when_given = [
+            ("original_recipient", &w.original_recipient),
+            ("final_recipient", &w.final_recipient),
+        ]
+        .into_iter()
+        .filter(|(_, v)| v.is_some());
         for (field, want_value) in [
             ("label", &w.label),
             ("reason", &w.reason),
             ("status", &w.status),
-        ] {
+            ("phase", &w.phase),
+        ]
+        .into_iter()
+        .chain(checked_when_given)
+        {
             let got_value = opt_str(g, field);
             if &got_value != want_value {
                 let rule = opt_str(g, "rule")
@@ -332,17 +346,24 @@ fn corpus_is_large_and_covers_every_kind_and_label() {
             problems.push(format!("{}: unknown kind {:?}", s.source, s.kind));
         }
         for r in s.recipients.iter().flatten() {
+            if let Some(p) = &r.phase
+                && Phase::parse(p).is_none()
+            {
+                problems.push(format!("{}: unknown phase {p:?}", s.source));
+            }
             match (&r.label, &r.reason) {
                 (Some(label), Some(reason)) => match Reason::parse(reason) {
                     None => problems.push(format!("{}: unknown reason {reason:?}", s.source)),
                     Some(reason) => {
-                        let default = reason.default_label().map(Label::as_str);
-                        if default != Some(label.as_str()) {
+                        // The label a reason carries under a temporary or a permanent failure
+                        // (a 4xx user unknown is soft; undetermined follows the class).
+                        let allowed = [Some('4'), Some('5')].map(|c| reason.label_for(c).as_str());
+                        if !allowed.contains(&label.as_str()) {
                             problems.push(format!(
                                 "{}: {} has reason {reason} (label {}) but expects label {label:?}",
                                 s.source,
                                 r.address,
-                                default.unwrap_or("none")
+                                allowed.join(" or ")
                             ));
                         }
                     }

@@ -16,6 +16,10 @@ pub enum Kind {
     DeliveryReport,
     /// Out-of-office, vacation and other automatic replies (RFC 3834 and vendor quirks).
     AutoReply,
+    /// A challenge-response system asking the sender to prove it is a person before the
+    /// message is delivered (TMDA, BoxTrapper, Spam Arrest, Boxbe...): the address is alive
+    /// and nothing failed, so it never counts against the address.
+    Challenge,
     /// A spam complaint (ARF, RFC 5965).
     Complaint,
     /// A request to stop mailing.
@@ -27,11 +31,12 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Bounce,
         Kind::Delay,
         Kind::DeliveryReport,
         Kind::AutoReply,
+        Kind::Challenge,
         Kind::Complaint,
         Kind::Unsubscribe,
         Kind::Other,
@@ -44,6 +49,7 @@ impl Kind {
             Kind::Delay => "delay",
             Kind::DeliveryReport => "delivery_report",
             Kind::AutoReply => "auto_reply",
+            Kind::Challenge => "challenge",
             Kind::Complaint => "complaint",
             Kind::Unsubscribe => "unsubscribe",
             Kind::Other => "other",

@@ -3,7 +3,9 @@
 //! The order of the questions asked matters, and is the main design decision here:
 //!
 //! 1. Can the bytes be read as a message at all? If not: [`Kind::Unparsed`], never a panic.
-//! 2. Is it a *structured* report? A top-level `multipart/report` carrying an ARF
+//! 2. Is it a challenge-response request ([`challenge`])? Asked before the report is read:
+//!    such filters sometimes dress their request as a DSN with `Action: delayed`.
+//! 3. Is it a *structured* report? A top-level `multipart/report` carrying an ARF
 //!    `message/feedback-report` is a complaint (or an unsubscribe for ARF `opt-out`); one
 //!    carrying `message/delivery-status` (RFC 3464) is a bounce, a delay or a delivery report
 //!    depending on the recipients' `Action`s. Structure beats every header heuristic: a DSN
@@ -17,10 +19,12 @@
 //! first match wins, and the verdict keeps the id of the rule that decided it.
 
 pub mod arf;
+pub mod challenge;
 pub mod kind;
 pub mod lhost;
 pub mod mail;
 pub mod original;
+pub mod phase;
 pub mod rfc3464;
 pub mod rfc3834;
 pub mod rules;
@@ -29,6 +33,7 @@ pub mod unsubscribe;
 pub mod verdict;
 
 pub use kind::Kind;
+pub use phase::Phase;
 pub use verdict::{Label, Reason, Recipient};
 
 use serde::{Deserialize, Serialize};
@@ -163,6 +168,20 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
         return a;
     }
 
+    // 1c. A challenge-response filter holding the message until the sender proves itself a
+    // person: nothing failed, even when the notice is shaped as a DSN with `Action: delayed`.
+    if challenge::detect(&mail) {
+        a.kind = Kind::Challenge;
+        a.original = original::from_parts(&mail)
+            .or_else(|| mail.text_original().cloned())
+            .unwrap_or_default();
+        return a;
+    }
+
+    // A person's reply that quotes a bounce is the person's message: the templates below would
+    // find the quoted notice.
+    let personal = personal_message(&mail);
+
     // 2. RFC 3464 delivery status notifications, 3. MTA-specific templates.
     let dsn = mail
         .parts_of_type("message/delivery-status")
@@ -170,10 +189,14 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
         .next()
         .map(|p| rfc3464::Report::parse(&mail::Mail::part_text(p)))
         .or_else(|| inline_report(&mail));
-    let found = lhost::detect(
-        &mail,
-        dsn.as_ref().is_some_and(|r| !r.recipients.is_empty()),
-    );
+    let found = if personal {
+        None
+    } else {
+        lhost::detect(
+            &mail,
+            dsn.as_ref().is_some_and(|r| !r.recipients.is_empty()),
+        )
+    };
     let mut recipients = dsn.as_ref().map(|r| r.to_recipients()).unwrap_or_default();
     if let Some(f) = &found {
         merge_text_evidence(&mut recipients, &f.recipients);
@@ -229,6 +252,21 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
         };
     }
 
+    // 3c. A notice from a mailer-daemon that says a delivery failed, in a template none of
+    // the modules knows: a bounce, never `other`, even when it names nobody.
+    if !personal && let Some(n) = lhost::last_resort::read(&mail) {
+        a.kind = n.kind;
+        a.mta = Some("unknown".into());
+        a.original = original::from_parts(&mail)
+            .or_else(|| mail.text_original().cloned())
+            .unwrap_or_default();
+        a.recipients = n.recipients;
+        for r in &mut a.recipients {
+            decide(r, a.kind, rules);
+        }
+        return a;
+    }
+
     // 4. Automatic replies, 5. unsubscribe requests, 6. anything else.
     if rfc3834::detect(&mail).is_some() {
         a.kind = Kind::AutoReply;
@@ -245,6 +283,19 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
             .collect();
     }
     a
+}
+
+/// True for a message a person wrote in reply to something: a reply subject (`Re:` and its
+/// translations), not from a mailer-daemon, and no report structure.
+fn personal_message(mail: &mail::Mail<'_>) -> bool {
+    // Replies only: a person who forwards a whole bounce passes on the MTA's own report.
+    const PREFIXES: &[&str] = &[
+        "re:", "re :", "aw:", "sv:", "vs:", "antw:", "res:", "odp:", "回复:", "答复:",
+    ];
+    let subject = mail.subject().trim_start().to_lowercase();
+    PREFIXES.iter().any(|p| subject.starts_with(p))
+        && !lhost::text::from_bounce_sender(mail)
+        && mail.report_type().is_none()
 }
 
 /// The analysis of a bounce or delay warning attached (as `message/rfc822`) to a notice from a
@@ -313,6 +364,7 @@ fn decide(r: &mut Recipient, kind: Kind, rules: &rules::RuleSet) {
         reply_code: r.reply_code,
         diagnostic: r.diagnostic.as_deref(),
         default_class,
+        phase: r.phase,
     });
     r.reason = Some(d.reason);
     // A delay is temporary by definition, whatever its status says: label it as a 4xx would
@@ -345,6 +397,10 @@ fn merge_text_evidence(recipients: &mut Vec<Recipient>, text: &[Recipient]) {
         }
         if r.reply_code.is_none() {
             r.reply_code = t.reply_code;
+        }
+        // Postfix's report keeps the bare reply; its text adds "(in reply to RCPT TO command)".
+        if r.phase.is_none() {
+            r.phase = t.phase;
         }
         if r.status.is_none() || r.status.as_deref().is_some_and(status::is_generic) {
             r.status = status::prefer_specific(r.status.take(), t.status.clone());
@@ -476,7 +532,10 @@ hello\r
             "550 5.7.1 Service unavailable; client host blocked using zen.spamhaus.org",
         );
         assert_eq!(a.recipients[0].label, Some(Label::Blocked));
-        assert_eq!(a.recipients[0].rule.as_deref(), Some("keyword=blocklist"));
+        assert_eq!(
+            a.recipients[0].rule.as_deref(),
+            Some("keyword=blocklist: spamhaus")
+        );
         let d = analyze(
             DSN.replace(
                 "Action: failed\r\nStatus: 5.1.1",

@@ -42,19 +42,7 @@ pub fn pasted_or_attached(returned: Option<&str>, mail: &Mail<'_>) -> Option<Ori
 /// Reads the original from header text found inside a body (after a marker like
 /// "------ This is a copy of the message, including all the headers. ------").
 pub fn from_header_text(text: &str) -> Option<Original> {
-    let start = text.trim_start_matches(['\n', '\r', ' ']);
-    let mut block = String::with_capacity(start.len().min(8192) + 2);
-    for line in start.lines() {
-        if line.trim().is_empty() {
-            break;
-        }
-        block.push_str(line);
-        block.push('\n');
-    }
-    block.push('\n');
-    let msg = super::mail::PARSER.parse_headers(block.as_bytes())?;
-    let original = from_message(&msg);
-    (original != Original::default()).then_some(original)
+    header_block(text, from_message).filter(|o| *o != Original::default())
 }
 
 pub fn from_message(msg: &Message<'_>) -> Original {
@@ -71,4 +59,49 @@ pub fn from_message(msg: &Message<'_>) -> Original {
         date: msg.date().map(|d| d.to_rfc3339()),
         list_unsubscribe: msg.header_raw("List-Unsubscribe").map(super::mail::unfold),
     }
+}
+
+/// Every address in the returned original's `To` (attached as a part, else pasted after the
+/// notice), as written.
+pub fn to_addresses(mail: &Mail<'_>) -> Vec<String> {
+    let list = |msg: &Message<'_>| -> Vec<String> {
+        msg.to()
+            .into_iter()
+            .flat_map(|a| a.iter())
+            .filter_map(|a| a.address())
+            .map(str::to_string)
+            .collect()
+    };
+    for part in mail.msg.parts.iter().skip(1) {
+        match (&part.body, part_type(part).as_str()) {
+            (PartType::Message(inner), _) => return list(inner),
+            (_, "text/rfc822-headers")
+            | (_, "message/rfc822-headers")
+            | (_, "message/global-headers") => {
+                return header_block(&Mail::part_text(part), list).unwrap_or_default();
+            }
+            _ => {}
+        }
+    }
+    mail.split_original()
+        .1
+        .and_then(|t| header_block(t, list))
+        .unwrap_or_default()
+}
+
+/// `read` applied to the header block at the start of `text`, parsed.
+fn header_block<T>(text: &str, read: impl Fn(&Message<'_>) -> T) -> Option<T> {
+    let start = text.trim_start_matches(['\n', '\r', ' ']);
+    let mut block = String::with_capacity(start.len().min(8192) + 2);
+    for line in start.lines() {
+        if line.trim().is_empty() {
+            break;
+        }
+        block.push_str(line);
+        block.push('\n');
+    }
+    block.push('\n');
+    super::mail::PARSER
+        .parse_headers(block.as_bytes())
+        .map(|m| read(&m))
 }

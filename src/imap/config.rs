@@ -134,7 +134,7 @@ impl MoveTo {
     pub fn folder_for(&self, kind: Kind) -> &str {
         match kind {
             Kind::Bounce | Kind::Delay | Kind::DeliveryReport => &self.bounces,
-            Kind::AutoReply => &self.auto_replies,
+            Kind::AutoReply | Kind::Challenge => &self.auto_replies,
             Kind::Complaint | Kind::Unsubscribe => &self.complaints,
             Kind::Other | Kind::Unparsed => &self.other,
         }

@@ -44,7 +44,7 @@ impl RunSummary {
         match outcome.kind {
             Kind::Complaint => self.complaints += 1,
             Kind::Unsubscribe => self.unsubscribes += 1,
-            Kind::AutoReply => self.auto_replies += 1,
+            Kind::AutoReply | Kind::Challenge => self.auto_replies += 1,
             Kind::Unparsed => self.unparsed += 1,
             _ => {}
         }

@@ -38,9 +38,11 @@ pub fn scan(mail: &Mail<'_>) -> Found {
         .cloned()
         .or_else(|| original::from_parts(mail));
     let excl = Exclusions::for_mail(mail, &[original.as_ref().and_then(|o| o.from.as_deref())]);
+    let mut recipients = text::scan(notice, &excl, "failed");
+    text::add_transcript_evidence(&mut recipients, notice, "failed");
     Found {
         mta: "generic",
-        recipients: text::scan(notice, &excl, "failed"),
+        recipients,
         original,
     }
 }

@@ -25,6 +25,7 @@ pub mod google;
 pub mod hotmail;
 pub mod imail;
 pub mod kddi;
+pub mod last_resort;
 pub mod notice;
 pub mod opensmtpd;
 pub mod postfix;

@@ -8,7 +8,7 @@ use regex::{Regex, RegexBuilder};
 
 use super::super::mail::Mail;
 use super::super::verdict::Recipient;
-use super::super::{recipient_address, status};
+use super::super::{phase, recipient_address, status};
 
 /// Literals a module looks for in (nearly) every message's text before it knows whether the
 /// message is its own: built once, and searched with a SIMD substring finder (aho-corasick's
@@ -54,7 +54,7 @@ static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Senders that write bounces: the local parts and display names MTAs use.
 static BOUNCE_SENDER: LazyLock<Regex> = LazyLock::new(|| {
-    RegexBuilder::new(r"^(mailer-daemon|postmaster|mail-daemon|maildaemon|mailerdaemon|bounces?|bounce-\S*|mdaemon|nobody|root|mail|smtp|msgdelivery|mail-?delivery|double-bounce|noreply-dmarc|daemon|returns?)(@|$)|mail delivery (system|subsystem|service)|mailer.daemon|postmaster|delivery (status|subsystem|notification)|microsoft outlook|mail administrator|mailer$")
+    RegexBuilder::new(r"^(mailer-daemon|postmaster|post_master|mail-daemon|maildaemon|mailerdaemon|bounces?|bounce-\S*|mdaemon|nobody|root|mail|smtp|msgdelivery|mail-?delivery|double-bounce|noreply-dmarc|daemon|returns?)(@|$)|mail delivery (system|subsystem|service)|mailer.daemon|postmaster|delivery (status|subsystem|notification)|microsoft outlook|mail administrator|mailer$")
         .case_insensitive(true).dfa_size_limit(32 << 20)
         .build()
         .unwrap()
@@ -182,6 +182,7 @@ pub fn recipient(address: &str, diagnostic: &str, action: &str) -> Option<Recipi
         action: Some(action.to_string()),
         status: status::find_enhanced(&diagnostic),
         reply_code: status::find_reply_code(&diagnostic),
+        phase: phase::detect(&diagnostic),
         diagnostic: (!diagnostic.is_empty()).then_some(diagnostic),
         ..Recipient::default()
     })
@@ -298,14 +299,34 @@ pub fn scan(notice: &str, excl: &Exclusions, action: &str) -> Vec<Recipient> {
                 .trim_matches(['<', '>', ':', '*', '-', ' ', '"'])
                 .eq_ignore_ascii_case(a)
         });
+        // A list of addresses under a heading ("The following recipients did not receive this
+        // message:") after the paragraphs that say why (Netscape, Exchange 5.5 and others):
+        // the reason is that preamble, not what follows the list (a footer, a disclaimer).
+        let preamble = if alone {
+            list_preamble(&lines, i)
+        } else {
+            None
+        };
         if alone {
             // Skip one run of blank lines to reach the paragraph that explains.
             let mut k = j;
             while k < lines.len() && lines[k].trim().is_empty() {
                 k += 1;
             }
-            if k > j && k < lines.len() && !other_recipient(lines[k]) {
+            // The paragraph's first line that is not a rule of '=' or '-'.
+            let explains = lines[k.min(lines.len())..]
+                .iter()
+                .take_while(|l| !l.trim().is_empty())
+                .find(|l| !l.trim().chars().all(|c| "=-*_#".contains(c)))
+                .is_some_and(|l| explains(l));
+            let says_why = preamble
+                .as_deref()
+                .is_some_and(|p| p.split(' ').count() > 3);
+            if k > j && k < lines.len() && !other_recipient(lines[k]) && (!says_why || explains) {
                 j = k;
+            } else if let Some(p) = preamble.filter(|p| !explains && p.split(' ').count() > 3) {
+                diag.push(' ');
+                diag.push_str(&p);
             }
         }
         loop {
@@ -360,9 +381,159 @@ pub fn scan(notice: &str, excl: &Exclusions, action: &str) -> Vec<Recipient> {
     out
 }
 
+/// The paragraphs before the heading of the list that line `at` belongs to (the lines above it
+/// being other lone addresses or blank, the heading being the first line ending with ':'),
+/// squashed; `None` when no such heading precedes or nothing precedes it.
+fn list_preamble(lines: &[&str], at: usize) -> Option<String> {
+    let mut k = at;
+    while k > 0 {
+        k -= 1;
+        let l = lines[k].trim();
+        if l.is_empty() || addresses(l).next().is_some() && l.split_whitespace().count() <= 2 {
+            continue;
+        }
+        if !l.ends_with(':') || k == 0 {
+            return None;
+        }
+        // The heading itself often says why ("... was aborted after 5 hours:").
+        let before = squash(&lines[..=k].join("\n"));
+        // The reason, not a whole letter: its last sentences before the list.
+        let start = before
+            .char_indices()
+            .rev()
+            .nth(PREAMBLE_CHARS)
+            .map_or(0, |(i, _)| i);
+        return (!before.is_empty()).then(|| before[start..].to_string());
+    }
+    None
+}
+
+/// Characters of a list's preamble kept as its recipients' diagnostic.
+const PREAMBLE_CHARS: usize = 600;
+
+/// True if a line opens an explanation of the address above it ("because:", "Reason: ...",
+/// an SMTP reply).
+pub fn explains(line: &str) -> bool {
+    let l = line
+        .trim_start_matches(|c: char| c.is_whitespace() || "=-*_#".contains(c))
+        .to_lowercase();
+    const OPENERS: &[&str] = &[
+        "because",
+        "reason",
+        "due to",
+        "error",
+        "diagnostic",
+        "remote",
+        "the error",
+        "smtp",
+        "technical details",
+        "status",
+        "cause",
+        "motivo",
+        "razão",
+        "razon",
+        "razón",
+        "causa",
+        "grund",
+        "ursache",
+        "fehler",
+        "raison",
+        "motif",
+        "erreur",
+        "reden",
+        "oorzaak",
+        "fout",
+        "原因",
+        "理由",
+        "причина",
+        "ошибка",
+    ];
+    OPENERS.iter().any(|w| l.starts_with(w))
+        || status::find_reply_code(&l).is_some()
+        || status::find_enhanced(&l).is_some()
+}
+
+/// What a session transcript in a notice says of each recipient: the failing reply to its
+/// `RCPT TO`, or to the `DATA` that followed it. Sendmail and Courier write `>>> CMD` and
+/// `<<< reply`, MDaemon `--> CMD` and `<-- reply`. Returns (address, `>>> CMD <<< reply`),
+/// so that the phase reads off the text as from the MTA's own transcript.
+pub fn transcript_failures(notice: &str) -> Vec<(String, String)> {
+    const MARKS: &[(&str, &str)] = &[(">>>", "<<<"), ("-->", "<--")];
+    let mut out: Vec<(String, String)> = Vec::new();
+    for &(sent, reply) in MARKS {
+        if !notice.contains(sent) || !notice.contains(reply) {
+            continue;
+        }
+        let mut rcpts: Vec<String> = Vec::new();
+        let mut last: Option<String> = None; // the last command sent
+        for line in notice.lines() {
+            if let Some(at) = line.find(sent) {
+                let cmd = line[at + sent.len()..].trim();
+                if cmd.len() > 8 && cmd[..8].eq_ignore_ascii_case("RCPT TO:") {
+                    rcpts.extend(addresses(&cmd[8..]).map(str::to_ascii_lowercase));
+                }
+                last = Some(cmd.to_string());
+            } else if let Some(at) = line.find(reply) {
+                let r = line[at + reply.len()..].trim();
+                let b = r.as_bytes();
+                let failing = b.len() >= 3
+                    && matches!(b[0], b'4' | b'5')
+                    && b[1..3].iter().all(u8::is_ascii_digit);
+                let Some(cmd) = last.as_deref().filter(|_| failing) else {
+                    continue;
+                };
+                let text = format!("{sent} {cmd} {reply} {r}");
+                let rcpt = cmd.len() > 8 && cmd[..8].eq_ignore_ascii_case("RCPT TO:");
+                let who: Vec<String> = if rcpt {
+                    rcpts.last().cloned().into_iter().collect()
+                } else {
+                    rcpts.clone()
+                };
+                for a in who {
+                    if !out.iter().any(|(o, _)| *o == a) {
+                        out.push((a, text.clone()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Gives each recipient the failing reply a session transcript in the notice shows for it,
+/// when its own lines carry no SMTP code (the notice lists it, the transcript explains it).
+pub fn add_transcript_evidence(recipients: &mut [Recipient], notice: &str, action: &str) {
+    for (address, text) in transcript_failures(notice) {
+        let Some(r) = recipients.iter_mut().find(|r| r.address == address) else {
+            continue;
+        };
+        let failing = r.reply_code.is_some_and(|c| c >= 400)
+            || r.status.as_deref().is_some_and(|s| !s.starts_with('2'));
+        if failing {
+            continue;
+        }
+        if let Some(t) = recipient(&address, &text, action) {
+            *r = t;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transcript_explains_the_recipient_it_names() {
+        let notice = "Recipient: <ana@example.org>\n\n--- Session Transcript ---\n 11:22:02: --> MAIL From:<s@example.com>\n 11:22:02: <-- 250 Ok\n 11:22:02: --> RCPT To:<ana@example.org>\n 11:22:03: <-- 550 5.1.1 <ana@example.org>: User unknown\n";
+        let f = transcript_failures(notice);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].0, "ana@example.org");
+        let mut rs =
+            vec![recipient("ana@example.org", "Recipient: <ana@example.org>", "failed").unwrap()];
+        add_transcript_evidence(&mut rs, notice, "failed");
+        assert_eq!(rs[0].status.as_deref(), Some("5.1.1"));
+        assert_eq!(rs[0].phase, Some(super::super::super::Phase::RcptTo));
+    }
 
     #[test]
     fn squash_joins_the_words_of_split_whitespace() {
