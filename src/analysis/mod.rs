@@ -201,10 +201,13 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
     if let Some(f) = &found {
         merge_text_evidence(&mut recipients, &f.recipients);
     }
-    if recipients
-        .iter()
-        .any(|r| r.diagnostic.is_none() || r.status.as_deref().is_none_or(status::is_generic))
-    {
+    // A transcript in the text (`>>> RCPT TO:` / `<<< 550`) says the phase a report leaves out.
+    let transcript = || mail.text.contains("<<<") || mail.text.contains("<--");
+    if recipients.iter().any(|r| {
+        r.diagnostic.is_none()
+            || r.status.as_deref().is_none_or(status::is_generic)
+            || r.phase.is_none() && transcript()
+    }) {
         // When the generic scanner is what recognised the message, its scan is at hand.
         match &found {
             Some(f) if f.mta == "generic" => merge_text_evidence(&mut recipients, &f.recipients),
@@ -386,10 +389,14 @@ fn merge_text_evidence(recipients: &mut Vec<Recipient>, text: &[Recipient]) {
         return;
     }
     for r in recipients.iter_mut() {
-        let Some(t) = text
-            .iter()
-            .find(|t| t.address.eq_ignore_ascii_case(&r.address))
-        else {
+        // The text names the address it tried (the final recipient); the report may key the
+        // recipient on its original address.
+        let Some(t) = text.iter().find(|t| {
+            t.address.eq_ignore_ascii_case(&r.address)
+                || r.final_recipient
+                    .as_deref()
+                    .is_some_and(|f| t.address.eq_ignore_ascii_case(f))
+        }) else {
             continue;
         };
         if r.diagnostic.is_none() || extends(t.diagnostic.as_deref(), r.diagnostic.as_deref()) {
@@ -399,7 +406,9 @@ fn merge_text_evidence(recipients: &mut Vec<Recipient>, text: &[Recipient]) {
             r.reply_code = t.reply_code;
         }
         // Postfix's report keeps the bare reply; its text adds "(in reply to RCPT TO command)".
-        if r.phase.is_none() {
+        // A phase the text names by its command beats one the report's reply only suggests.
+        let report_states = r.diagnostic.as_deref().and_then(phase::stated).is_some();
+        if t.phase.is_some() && (r.phase.is_none() || !report_states) {
             r.phase = t.phase;
         }
         if r.status.is_none() || r.status.as_deref().is_some_and(status::is_generic) {

@@ -85,11 +85,13 @@ impl std::fmt::Display for Phase {
     }
 }
 
-/// What MTAs write to say in which phase a delivery failed (compared in lowercase; the first
-/// phrase found in the text wins, and a longer phrase wins over its own prefix).
+/// What MTAs write to say in which command a delivery failed (compared in lowercase; the
+/// first phrase found in the text wins, and a longer phrase wins over its own prefix). These
+/// name the command, so they are believed before [`SYMPTOMS`].
 pub const PHRASES: &[(&str, Phase)] = &[
     // Postfix smtp(8)/lmtp(8), src/smtp/smtp_proto.c and smtp_chat.c: the remote reply is
-    // followed by "(in reply to <command> command)"; the greeting by "refused to talk to me".
+    // followed by "(in reply to <command> command)"; the greeting by "refused to talk to me"
+    // (which Postfix also writes for a refused HELO: read as the connection).
     ("in reply to rcpt to command", Phase::RcptTo),
     ("in reply to mail from command", Phase::MailFrom),
     ("in reply to end of data command", Phase::EndOfData),
@@ -99,7 +101,7 @@ pub const PHRASES: &[(&str, Phase)] = &[
     ("in reply to helo command", Phase::Helo),
     ("in reply to lhlo command", Phase::Helo),
     ("in reply to xclient command", Phase::Helo),
-    ("in reply to xforward command", Phase::Helo),
+    ("in reply to xforward", Phase::Helo),
     ("in reply to auth command", Phase::Helo),
     ("in reply to starttls command", Phase::Starttls),
     ("refused to talk to me", Phase::Connect),
@@ -113,6 +115,7 @@ pub const PHRASES: &[(&str, Phase)] = &[
     ("while performing the helo handshake", Phase::Helo),
     ("while performing the lhlo handshake", Phase::Helo),
     ("while performing the starttls handshake", Phase::Starttls),
+    ("while receiving the starttls response", Phase::Starttls),
     ("while sending mail from", Phase::MailFrom),
     ("while sending rcpt to", Phase::RcptTo),
     ("while sending data command", Phase::Data),
@@ -121,12 +124,12 @@ pub const PHRASES: &[(&str, Phase)] = &[
     // Postfix smtp_connect.c: "connect to HOST[ADDR]:PORT: Connection refused" (timed out,
     // no route to host, network is unreachable).
     ("connect to ", Phase::Connect),
-    // Postfix smtp_addr.c / dns_lookup.c: the MX or address lookup failed.
-    ("host or domain name not found", Phase::Routing),
-    ("name service error for", Phase::Routing),
-    ("mail for ", Phase::Routing), // completed by "loops back to myself" below
+    // Postfix smtp_proto.c: TLS required but refused or failed.
+    ("refused to start tls", Phase::Starttls),
+    ("cannot start tls", Phase::Starttls),
+    ("tls is required, but was not offered", Phase::Starttls),
     // Exim transports/smtp.c: "SMTP error from remote mail server after <command>"; with
-    // PIPELINING the command is "pipelined <command>".
+    // PIPELINING the command is "pipelined <command>"; LMTP and PRDR "error after DATA".
     ("after rcpt to", Phase::RcptTo),
     ("after pipelined rcpt to", Phase::RcptTo),
     ("after mail from", Phase::MailFrom),
@@ -143,41 +146,23 @@ pub const PHRASES: &[(&str, Phase)] = &[
     ("after lhlo", Phase::Helo),
     ("after auth", Phase::Helo),
     ("after starttls", Phase::Starttls),
-    // Exim routers: no route to the domain.
-    ("unrouteable address", Phase::Routing),
-    ("unroutable address", Phase::Routing),
-    (
-        "all relevant mx records point to non-existent hosts",
-        Phase::Routing,
-    ),
-    ("host lookup did not complete", Phase::Routing),
-    // qmail-remote.c: what it writes for each step of the session, and qmail's DNS failures.
+    // qmail-remote.c: what it writes for each step of the session.
     ("but greeting failed", Phase::Connect),
     ("but my name was rejected", Phase::Helo),
     ("but sender was rejected", Phase::MailFrom),
     ("does not like recipient", Phase::RcptTo),
     ("failed on data command", Phase::Data),
     ("failed after i sent the message", Phase::EndOfData),
-    (
-        "wasn't able to establish an smtp connection",
-        Phase::Connect,
-    ),
-    ("couldn't find any host named", Phase::Routing),
-    ("couldn't find any host by that name", Phase::Routing),
-    (
-        "couldn't find a mail exchanger or ip address",
-        Phase::Routing,
-    ),
-    ("cname lookup failed", Phase::Routing),
+    // OpenSMTPD mta_session.c: refusals before the transaction.
+    ("banner rejected", Phase::Connect),
+    ("ehlo rejected", Phase::Helo),
+    ("helo rejected", Phase::Helo),
+    ("starttls rejected", Phase::Starttls),
     // Yahoo's outbound notices tag the remote reply with the command: "[RCPT_TO]", "[BODY]".
     ("[rcpt_to]", Phase::RcptTo),
     ("[mail_from]", Phase::MailFrom),
     ("[body]", Phase::EndOfData),
     ("[data]", Phase::Data),
-    // Sendmail (sendmail/deliver.c, usersmtp.c): DNS failures before any connection.
-    ("host unknown (name server", Phase::Routing),
-    ("host name lookup failure", Phase::Routing),
-    ("no mx host found", Phase::Routing),
     // hMailServer SMTPClientConnection.cpp: "hMailServer sent: RCPT TO:<a@b>" before the reply;
     // GroupWise's transcript "Command: RCPT TO:<a@b> Response: 550 ..."; GMX and others
     // "SMTP error from remote server for RCPT TO command".
@@ -195,9 +180,59 @@ pub const PHRASES: &[(&str, Phase)] = &[
     ("for mail from command", Phase::MailFrom),
     ("for data command", Phase::Data),
     ("for end of data", Phase::EndOfData),
+    // Plain words used by many others ("rejected at RCPT").
+    ("rejected after data", Phase::EndOfData),
+    ("rejected after rcpt", Phase::RcptTo),
+    ("at rcpt to", Phase::RcptTo),
+    ("at mail from", Phase::MailFrom),
+];
+
+/// What a failure looked like when no command names its phase: a DNS answer means the
+/// routing failed, a connection error the connection. Read only when [`PHRASES`] found nothing
+/// (a remote's "550 Domain does not exist" in reply to RCPT TO is a refusal at RCPT TO).
+pub const SYMPTOMS: &[(&str, Phase)] = &[
+    // Postfix smtp_addr.c / dns_lookup.c: the MX or address lookup failed; a null MX.
+    ("host or domain name not found", Phase::Routing),
+    ("name service error for", Phase::Routing),
+    ("does not accept mail (nullmx)", Phase::Routing),
+    ("mail for ", Phase::Routing), // completed by "loops back to myself" below
+    // Exim routers/dnslookup.c and route.c: no route to the domain; null MX.
+    ("unrouteable address", Phase::Routing),
+    ("unroutable address", Phase::Routing),
+    (
+        "all relevant mx records point to non-existent hosts",
+        Phase::Routing,
+    ),
+    ("host lookup did not complete", Phase::Routing),
+    ("indicated no smtp service", Phase::Routing),
+    // qmail-remote.c: DNS failures and a connection that could not be made.
+    ("couldn't find any host named", Phase::Routing),
+    ("couldn't find any host by that name", Phase::Routing),
+    (
+        "couldn't find a mail exchanger or ip address",
+        Phase::Routing,
+    ),
+    ("cname lookup failed", Phase::Routing),
+    (
+        "wasn't able to establish an smtp connection",
+        Phase::Connect,
+    ),
+    // Sendmail deliver.c, err.c, domain.c: DNS failures, null MX (556 "MX 0 .").
+    ("host unknown (name server", Phase::Routing),
+    ("host name lookup failure", Phase::Routing),
+    ("no mx host found", Phase::Routing),
+    ("host does not accept mail", Phase::Routing),
+    // Courier module.esmtp/libesmtp.C and OpenSMTPD mta.c DNS results.
+    ("no such domain", Phase::Routing),
+    ("domain does not receive mail", Phase::Routing),
+    ("dns lookup failed", Phase::Routing),
+    ("domain does not exist", Phase::Routing),
+    ("temporary failure in mx lookup", Phase::Routing),
+    ("no mx found for", Phase::Routing),
+    ("domain does not accept mail", Phase::Routing),
     // hMailServer ExternalDelivery.cpp: no MX and no address for the domain.
     ("no mail servers appear to exist", Phase::Routing),
-    // Plain words used by many others ("connection refused by HOST", "rejected at RCPT").
+    // Connection errors (strerror texts, and what others write for them).
     ("connection refused", Phase::Connect),
     ("unable to connect", Phase::Connect),
     ("could not connect", Phase::Connect),
@@ -205,31 +240,37 @@ pub const PHRASES: &[(&str, Phase)] = &[
     ("connection timed out", Phase::Connect),
     ("no route to host", Phase::Connect),
     ("network is unreachable", Phase::Connect),
-    ("rejected after data", Phase::EndOfData),
-    ("rejected after rcpt", Phase::RcptTo),
-    ("at rcpt to", Phase::RcptTo),
-    ("at mail from", Phase::MailFrom),
 ];
 
-static SEARCHER: LazyLock<AhoCorasick> = LazyLock::new(|| {
+fn searcher(phrases: &[(&str, Phase)]) -> AhoCorasick {
     AhoCorasickBuilder::new()
         .ascii_case_insensitive(true)
         .match_kind(MatchKind::LeftmostLongest)
-        .build(PHRASES.iter().map(|(p, _)| p))
+        .build(phrases.iter().map(|(p, _)| p))
         .expect("phase phrases compile")
-});
+}
+
+static COMMANDS: LazyLock<AhoCorasick> = LazyLock::new(|| searcher(PHRASES));
+static LOOKS: LazyLock<AhoCorasick> = LazyLock::new(|| searcher(SYMPTOMS));
 
 /// The phase a diagnostic states, if any: a session transcript first (it names the exact
-/// command), else the first phrase of [`PHRASES`] in the text.
+/// command), else the first phrase of [`PHRASES`] in the text, else of [`SYMPTOMS`].
 pub fn detect(text: &str) -> Option<Phase> {
-    if let Some(p) = transcript(text) {
-        return Some(p);
-    }
-    for m in SEARCHER.find_iter(text) {
-        let phase = PHRASES[m.pattern().as_usize()].1;
+    stated(text).or_else(|| first(text, &LOOKS, SYMPTOMS))
+}
+
+/// The phase a diagnostic names by its command (a transcript or a phrase of [`PHRASES`]), not
+/// only by what the failure looked like: what a report's bare reply can be completed with.
+pub fn stated(text: &str) -> Option<Phase> {
+    transcript(text).or_else(|| first(text, &COMMANDS, PHRASES))
+}
+
+fn first(text: &str, searcher: &AhoCorasick, phrases: &[(&str, Phase)]) -> Option<Phase> {
+    for m in searcher.find_iter(text) {
+        let (phrase, phase) = phrases[m.pattern().as_usize()];
         // "mail for DOMAIN loops back to myself" (Postfix) is a routing failure; other
         // "mail for" is no statement at all.
-        if PHRASES[m.pattern().as_usize()].0 == "mail for " {
+        if phrase == "mail for " {
             let rest = &text[m.end()..];
             let rest = &rest[..rest.len().min(200)];
             if rest.to_ascii_lowercase().contains("loops back to myself") {
@@ -238,7 +279,14 @@ pub fn detect(text: &str) -> Option<Phase> {
             continue;
         }
         // "connect to " must be Postfix's "connect to HOST[ADDR]:PORT: <error>", not prose.
-        if PHRASES[m.pattern().as_usize()].0 == "connect to " && !connect_error(&text[m.end()..]) {
+        if phrase == "connect to " && !connect_error(&text[m.end()..]) {
+            continue;
+        }
+        // Courier's "DNS lookup failed." is the recipient domain's; a receiver's "Reverse DNS
+        // lookup failed for host ..." is about the sending host, at whatever command.
+        if phrase == "dns lookup failed"
+            && text[..m.start()].to_ascii_lowercase().ends_with("reverse ")
+        {
             continue;
         }
         return Some(phase);
@@ -257,6 +305,12 @@ fn connect_error(rest: &str) -> bool {
 /// reply is the first `<<< 4xx/5xx`; the phase is the last command before it, or the
 /// greeting when none was sent.
 pub fn transcript(text: &str) -> Option<Phase> {
+    // Sendmail tries the MX hosts in turn, one "... while talking to HOST:" session each: the
+    // last session is the one that decided.
+    let text = match text.rfind("while talking to") {
+        Some(at) => &text[at..],
+        None => text,
+    };
     transcript_with(text, ">>>", "<<<").or_else(|| transcript_with(text, "-->", "<--"))
 }
 
@@ -282,6 +336,9 @@ fn transcript_with(text: &str, sent_mark: &str, reply_mark: &str) -> Option<Phas
         Phase::Helo
     } else if word("STARTTLS") {
         Phase::Starttls
+    } else if word("(initial greeting)") {
+        // Courier module.esmtp logs the greeting as a command it "sent".
+        Phase::Connect
     } else {
         return None;
     })
@@ -430,6 +487,12 @@ mod tests {
         assert_eq!(transcript(eod), Some(Phase::EndOfData));
         let greeting = "... while talking to mx.example.org.: <<< 554 mx.example.org Access denied";
         assert_eq!(transcript(greeting), Some(Phase::Connect));
+        let second_mx = "... while talking to mx1.example.org.: <<< 450 busy ... while talking to mx2.example.org.: >>> RCPT To:<a@example.org> <<< 550 5.1.1 unknown";
+        assert_eq!(
+            transcript(second_mx),
+            Some(Phase::RcptTo),
+            "the last host decided"
+        );
         assert_eq!(transcript(">>> RCPT To:<a@example.org> <<< 250 ok"), None);
     }
 

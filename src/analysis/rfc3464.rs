@@ -72,7 +72,7 @@ impl Report {
                     (Some(o), Some(f)) if unquoted(o) == unquoted(f));
                 let address = original_recipient
                     .clone()
-                    .filter(|_| !same)
+                    .filter(|o| !same && !is_encapsulated(o))
                     .or_else(|| final_recipient.clone())
                     .or_else(|| f.get("original-recipient").and_then(address_of))?;
                 let diagnostic = f
@@ -232,20 +232,32 @@ pub fn strip_type(value: &str) -> String {
 }
 
 /// The address of an `Original-Recipient` field when it is a full internet address: type
-/// `rfc822` (RFC 3461 xtext-decoded: `+2B` is `+`) or `utf-8` (RFC 6533, `\x{HEX}`), not an
-/// Exchange-encapsulated legacy address (`IMCEAEX-...`), which is no address a sender used.
+/// `rfc822` (RFC 3461 xtext-decoded: `+2B` is `+`) or `utf-8` (RFC 6533, `\x{HEX}`).
 pub fn original_address(value: &str) -> Option<String> {
     let (ty, rest) = value.split_once(';')?;
     let ty = ty.trim();
-    let decoded = if ty.eq_ignore_ascii_case("rfc822") {
-        xtext_decode(rest.trim())
+    let rest = rest.trim();
+    // Exchange's encapsulated addresses carry their own `+XX` escapes: kept as written.
+    let encapsulated = rest
+        .trim_start_matches('<')
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case("imcea"));
+    let decoded = if encapsulated {
+        return Some(rest.trim_matches(['<', '>']).to_lowercase());
+    } else if ty.eq_ignore_ascii_case("rfc822") {
+        xtext_decode(rest)
     } else if ty.eq_ignore_ascii_case("utf-8") {
-        unitext_decode(rest.trim())
+        unitext_decode(rest)
     } else {
         return None;
     };
-    let a = address_of(&decoded)?;
-    (!a.starts_with("imcea")).then_some(a)
+    address_of(&decoded)
+}
+
+/// True for an Exchange-encapsulated legacy address (`IMCEAEX-_O=ORG_OU=..._CN=USER@domain`):
+/// kept as the report's Original-Recipient, but no address a sender used.
+pub fn is_encapsulated(address: &str) -> bool {
+    address.starts_with("imcea")
 }
 
 /// RFC 3461 xtext: `+XX` is the byte with hex value XX; anything malformed is kept as is.
@@ -368,7 +380,13 @@ mod tests {
             rs[1].address, "bob@example.com",
             "no encapsulated Exchange DN"
         );
-        assert_eq!(rs[1].original_recipient, None);
+        assert!(
+            rs[1]
+                .original_recipient
+                .as_deref()
+                .is_some_and(is_encapsulated),
+            "kept as the report wrote it"
+        );
         assert_eq!(
             rs[2].address, "lee@example.com",
             "an X.400 ORCPT is no address"

@@ -196,10 +196,14 @@ pub fn find_reply_code(text: &str) -> Option<u16> {
 }
 
 /// Picks the better of a DSN `Status:` field and a code found in the diagnostic: the field,
-/// unless it is generic (`x.0.0`, `x.N.0`) and the diagnostic carries a specific code of the
-/// same class (Exim, Courier and OpenSMTPD write 5.0.0 whatever the remote said).
+/// unless it is `x.0.0` and the diagnostic carries any more specific code (Exim, Courier and
+/// OpenSMTPD write 5.0.0 whatever the remote said), or it is `x.N.0` and the diagnostic
+/// carries a specific code of the same class.
 pub fn prefer_specific(field: Option<String>, from_text: Option<String>) -> Option<String> {
     match (field, from_text) {
+        // A bare x.0.0 says nothing, not even the class the remote meant: Exim writes 5.0.0
+        // for a 421 it gave up on.
+        (Some(f), Some(t)) if f.ends_with(".0.0") && !t.ends_with(".0.0") => Some(t),
         (Some(f), Some(t)) if is_generic(&f) && !is_generic(&t) && f[..1] == t[..1] => Some(t),
         (Some(f), _) => Some(f),
         (None, t) => t,

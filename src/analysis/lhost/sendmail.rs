@@ -165,6 +165,8 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
             recipients.push(r);
         }
     }
+    // The transcript's `>>>` line says in which phase each recipient failed.
+    text::add_transcript_evidence(&mut recipients, text, action);
     // Active!Hunter writes Sendmail's template; its MIME boundary names it.
     let mta = if mail
         .header("Content-Type")

@@ -454,22 +454,29 @@ pub fn explains(line: &str) -> bool {
 }
 
 /// What a session transcript in a notice says of each recipient: the failing reply to its
-/// `RCPT TO`, or to the `DATA` that followed it. Sendmail and Courier write `>>> CMD` and
-/// `<<< reply`, MDaemon `--> CMD` and `<-- reply`. Returns (address, `>>> CMD <<< reply`),
-/// so that the phase reads off the text as from the MTA's own transcript.
-pub fn transcript_failures(notice: &str) -> Vec<(String, String)> {
+/// `RCPT TO`, or to a command that failed for every recipient (`None`: the greeting, `HELO`,
+/// `MAIL FROM`, `DATA`). Sendmail and Courier write `>>> CMD` and `<<< reply`, MDaemon
+/// `--> CMD` and `<-- reply`. The text is `>>> CMD <<< reply`, so that the phase reads off it
+/// as from the MTA's own transcript.
+pub fn transcript_failures(notice: &str) -> Vec<(Option<String>, String)> {
     const MARKS: &[(&str, &str)] = &[(">>>", "<<<"), ("-->", "<--")];
-    let mut out: Vec<(String, String)> = Vec::new();
+    let mut out: Vec<(Option<String>, String)> = Vec::new();
     for &(sent, reply) in MARKS {
-        if !notice.contains(sent) || !notice.contains(reply) {
+        if !notice.contains(reply) {
             continue;
         }
         let mut rcpts: Vec<String> = Vec::new();
         let mut last: Option<String> = None; // the last command sent
         for line in notice.lines() {
+            // A new session with the next MX host: what it says replaces what the last said.
+            if line.contains("while talking to") {
+                rcpts.clear();
+                last = None;
+                continue;
+            }
             if let Some(at) = line.find(sent) {
                 let cmd = line[at + sent.len()..].trim();
-                if cmd.len() > 8 && cmd[..8].eq_ignore_ascii_case("RCPT TO:") {
+                if is_rcpt(cmd) {
                     rcpts.extend(addresses(&cmd[8..]).map(str::to_ascii_lowercase));
                 }
                 last = Some(cmd.to_string());
@@ -479,20 +486,21 @@ pub fn transcript_failures(notice: &str) -> Vec<(String, String)> {
                 let failing = b.len() >= 3
                     && matches!(b[0], b'4' | b'5')
                     && b[1..3].iter().all(u8::is_ascii_digit);
-                let Some(cmd) = last.as_deref().filter(|_| failing) else {
+                if !failing {
                     continue;
+                }
+                let text = match &last {
+                    Some(cmd) => format!("{sent} {cmd} {reply} {r}"),
+                    None => format!("{reply} {r}"),
                 };
-                let text = format!("{sent} {cmd} {reply} {r}");
-                let rcpt = cmd.len() > 8 && cmd[..8].eq_ignore_ascii_case("RCPT TO:");
-                let who: Vec<String> = if rcpt {
-                    rcpts.last().cloned().into_iter().collect()
-                } else {
-                    rcpts.clone()
+                // A refused RCPT is its recipient's; anything else fails the whole message.
+                let who = match last.as_deref() {
+                    Some(cmd) if is_rcpt(cmd) => rcpts.last().cloned(),
+                    _ => None,
                 };
-                for a in who {
-                    if !out.iter().any(|(o, _)| *o == a) {
-                        out.push((a, text.clone()));
-                    }
+                match out.iter_mut().find(|(o, _)| *o == who) {
+                    Some(entry) => entry.1 = text,
+                    None => out.push((who, text)),
                 }
             }
         }
@@ -500,20 +508,36 @@ pub fn transcript_failures(notice: &str) -> Vec<(String, String)> {
     out
 }
 
-/// Gives each recipient the failing reply a session transcript in the notice shows for it,
-/// when its own lines carry no SMTP code (the notice lists it, the transcript explains it).
+fn is_rcpt(cmd: &str) -> bool {
+    cmd.len() > 8 && cmd[..8].eq_ignore_ascii_case("RCPT TO:")
+}
+
+/// Gives each recipient what a session transcript in the notice shows for it: its phase
+/// always (when its own lines state none), and the failing reply itself when its own lines
+/// carry no failing SMTP code (the notice lists it, the transcript explains it).
 pub fn add_transcript_evidence(recipients: &mut [Recipient], notice: &str, action: &str) {
-    for (address, text) in transcript_failures(notice) {
-        let Some(r) = recipients.iter_mut().find(|r| r.address == address) else {
+    let failures = transcript_failures(notice);
+    if failures.is_empty() {
+        return;
+    }
+    for r in recipients.iter_mut() {
+        let own = failures
+            .iter()
+            .find(|(a, _)| a.as_deref() == Some(r.address.as_str()))
+            .or_else(|| failures.iter().find(|(a, _)| a.is_none()));
+        let Some((_, text)) = own else {
             continue;
         };
         let failing = r.reply_code.is_some_and(|c| c >= 400)
             || r.status.as_deref().is_some_and(|s| !s.starts_with('2'));
-        if failing {
-            continue;
-        }
-        if let Some(t) = recipient(&address, &text, action) {
-            *r = t;
+        if !failing && let Some(t) = recipient(&r.address, text, action) {
+            *r = Recipient {
+                original_recipient: r.original_recipient.take(),
+                final_recipient: r.final_recipient.take(),
+                ..t
+            };
+        } else if r.phase.is_none() {
+            r.phase = super::super::phase::transcript(text);
         }
     }
 }
@@ -527,7 +551,12 @@ mod tests {
         let notice = "Recipient: <ana@example.org>\n\n--- Session Transcript ---\n 11:22:02: --> MAIL From:<s@example.com>\n 11:22:02: <-- 250 Ok\n 11:22:02: --> RCPT To:<ana@example.org>\n 11:22:03: <-- 550 5.1.1 <ana@example.org>: User unknown\n";
         let f = transcript_failures(notice);
         assert_eq!(f.len(), 1);
-        assert_eq!(f[0].0, "ana@example.org");
+        assert_eq!(f[0].0.as_deref(), Some("ana@example.org"));
+        let greeting = "... while talking to mx.example.org.:\n<<< 554 5.7.1 Listed at sorbs\n";
+        assert_eq!(
+            transcript_failures(greeting),
+            vec![(None, "<<< 554 5.7.1 Listed at sorbs".to_string())]
+        );
         let mut rs =
             vec![recipient("ana@example.org", "Recipient: <ana@example.org>", "failed").unwrap()];
         add_transcript_evidence(&mut rs, notice, "failed");
