@@ -5,10 +5,15 @@
 //! as plain unfolded text, the sender's bare address, the human-readable body as one string,
 //! and the parts of a top-level `multipart/report`.
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::sync::LazyLock;
 
-use mail_parser::{HeaderName, Message, MessageParser, MessagePart, MimeHeaders, PartType};
+use mail_parser::decoders::base64::base64_decode;
+use mail_parser::decoders::quoted_printable::quoted_printable_decode;
+use mail_parser::{Encoding, HeaderName, Message, MessageParser, MessagePart, MimeHeaders, PartType};
+
+use super::charset;
 
 /// mail-parser parses every registered header by default; a bounce carries a dozen `Received`
 /// lines that nothing here reads, and tokenising them was the parser's largest single cost.
@@ -175,13 +180,16 @@ impl<'a> Mail<'a> {
         self.msg.parts.iter().filter(move |p| is_part_type(p, ty))
     }
 
-    /// The decoded body of a part as text (lossy UTF-8), CRLF normalised to LF.
+    /// The decoded body of a part as text, CRLF normalised to LF. A part mail-parser keeps as
+    /// bytes (`message/delivery-status`) is decoded in its declared charset, else in the one
+    /// its bytes show ([`charset::decode`]).
     pub fn part_text(part: &MessagePart<'_>) -> String {
         let s = match &part.body {
-            PartType::Text(t) | PartType::Html(t) => t.to_string(),
-            PartType::Binary(b) | PartType::InlineBinary(b) => {
-                String::from_utf8_lossy(b).into_owned()
-            }
+            PartType::Text(t) | PartType::Html(t) => charset::repair(Cow::Borrowed(t)).into_owned(),
+            PartType::Binary(b) | PartType::InlineBinary(b) => charset::decode(
+                b,
+                part.content_type().and_then(|ct| ct.attribute("charset")),
+            ),
             PartType::Message(m) => String::from_utf8_lossy(m.raw_message()).into_owned(),
             PartType::Multipart(_) => String::new(),
         };
@@ -255,8 +263,8 @@ fn body_text(msg: &Message<'_>) -> String {
     for id in &msg.text_body {
         if let Some(part) = msg.parts.get(*id as usize) {
             match &part.body {
-                PartType::Text(t) => out.push_str(t),
-                PartType::Html(h) => out.push_str(&strip_html(h)),
+                PartType::Text(t) => out.push_str(&readable(msg, part, t)),
+                PartType::Html(h) => out.push_str(&strip_html(&readable(msg, part, h))),
                 _ => continue,
             }
             out.push('\n');
@@ -274,6 +282,29 @@ fn body_text(msg: &Message<'_>) -> String {
         }
     }
     crlf_to_lf(out)
+}
+
+/// A text part as readable text: ISO-2022-JP escapes that a part declared `us-ascii` (or
+/// nothing) left in it are decoded, and 8-bit bytes of a part that declares no charset (which
+/// mail-parser could only replace by U+FFFD) are read again from the raw body in the charset
+/// they show.
+fn readable<'t>(msg: &Message<'_>, part: &MessagePart<'_>, text: &'t str) -> Cow<'t, str> {
+    let declared = part.content_type().and_then(|ct| ct.attribute("charset"));
+    if declared.is_none() && text.contains('\u{FFFD}') {
+        let raw = msg
+            .raw_message()
+            .get(part.offset_body as usize..part.offset_end as usize)
+            .unwrap_or_default();
+        let bytes = match part.encoding {
+            Encoding::QuotedPrintable => quoted_printable_decode(raw),
+            Encoding::Base64 => base64_decode(raw),
+            Encoding::None => Some(raw.to_vec()),
+        };
+        if let Some(bytes) = bytes {
+            return Cow::Owned(charset::decode(&bytes, None));
+        }
+    }
+    charset::repair(Cow::Borrowed(text))
 }
 
 /// `s` with every CRLF replaced by LF, without a copy when there is none.

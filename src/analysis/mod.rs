@@ -20,6 +20,7 @@
 
 pub mod arf;
 pub mod challenge;
+pub mod charset;
 pub mod kind;
 pub mod lhost;
 pub mod mail;
@@ -77,6 +78,9 @@ pub struct Analysis {
     /// Why the message is `unparsed`, or what went wrong on the way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Recipients the message names beyond [`MAX_RECIPIENTS`]: counted, not classified.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted_recipients: usize,
 }
 
 impl Analysis {
@@ -90,8 +94,26 @@ impl Analysis {
             recipients: Vec::new(),
             envelope: Envelope::default(),
             error: Some(error.into()),
+            omitted_recipients: 0,
         }
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The most recipients one message gets verdicts for. A real report names a few; a notice
+/// that lists more is either a list server's digest or an attack on the worker's time, and
+/// what one message may cost must be bounded (the rest are counted in
+/// [`Analysis::omitted_recipients`]).
+pub const MAX_RECIPIENTS: usize = 10_000;
+
+/// Keeps the first [`MAX_RECIPIENTS`] recipients; returns how many were dropped.
+fn cap_recipients(recipients: &mut Vec<Recipient>) -> usize {
+    let over = recipients.len().saturating_sub(MAX_RECIPIENTS);
+    recipients.truncate(MAX_RECIPIENTS);
+    over
 }
 
 /// The version of the analysis rules and parsers, stored with every message so that old rows
@@ -132,6 +154,7 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
             date: mail.msg.date().map(|d| d.to_rfc3339()),
         },
         error: None,
+        omitted_recipients: 0,
     };
 
     // 1. ARF complaints (and ARF opt-outs, which are unsubscribe requests).
@@ -201,12 +224,15 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
     if let Some(f) = &found {
         merge_text_evidence(&mut recipients, &f.recipients);
     }
-    // A transcript in the text (`>>> RCPT TO:` / `<<< 550`) says the phase a report leaves out.
-    let transcript = || mail.text.contains("<<<") || mail.text.contains("<--");
+    // The text may say the phase a report leaves out (a transcript, "in reply to RCPT TO
+    // command" in a template no module knows). Asked once: a report may name a hundred
+    // thousand recipients.
+    let states_phase = std::cell::OnceCell::new();
+    let text_states_phase = || *states_phase.get_or_init(|| phase::may_state(&mail.text));
     if recipients.iter().any(|r| {
         r.diagnostic.is_none()
             || r.status.as_deref().is_none_or(status::is_generic)
-            || r.phase.is_none() && transcript()
+            || r.phase.is_none() && text_states_phase()
     }) {
         // When the generic scanner is what recognised the message, its scan is at hand.
         match &found {
@@ -215,8 +241,11 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
         }
         // The scanners never take a role mailbox from prose; a report that names one still
         // deserves the text's `postmaster@example.org: Domain does not exist`.
-        for r in recipients.iter_mut().filter(|r| r.diagnostic.is_none()) {
-            r.diagnostic = lhost::notice::address_line(&mail.text, &r.address);
+        if recipients.iter().any(|r| r.diagnostic.is_none()) {
+            let lines = lhost::notice::address_lines(&mail.text);
+            for r in recipients.iter_mut().filter(|r| r.diagnostic.is_none()) {
+                r.diagnostic = lines.get(&r.address.to_ascii_lowercase()).cloned();
+            }
         }
     }
     if !recipients.is_empty() {
@@ -233,6 +262,7 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
         // its exclusions (keeping what its template states plainly), and a DSN's
         // Final-Recipient is explicit even when it is the postmaster or the sender itself.
         a.kind = kind_of(&recipients);
+        a.omitted_recipients = cap_recipients(&mut recipients);
         for r in &mut recipients {
             decide(r, a.kind, rules);
         }
@@ -264,6 +294,7 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
             .or_else(|| mail.text_original().cloned())
             .unwrap_or_default();
         a.recipients = n.recipients;
+        a.omitted_recipients = cap_recipients(&mut a.recipients);
         for r in &mut a.recipients {
             decide(r, a.kind, rules);
         }
@@ -388,15 +419,21 @@ fn merge_text_evidence(recipients: &mut Vec<Recipient>, text: &[Recipient]) {
         recipients.extend(text.iter().cloned());
         return;
     }
+    // Linear: a notice may list a hundred thousand recipients.
+    let by_address: std::collections::HashMap<String, &Recipient> = text
+        .iter()
+        .rev()
+        .map(|t| (t.address.to_ascii_lowercase(), t))
+        .collect();
     for r in recipients.iter_mut() {
         // The text names the address it tried (the final recipient); the report may key the
         // recipient on its original address.
-        let Some(t) = text.iter().find(|t| {
-            t.address.eq_ignore_ascii_case(&r.address)
-                || r.final_recipient
-                    .as_deref()
-                    .is_some_and(|f| t.address.eq_ignore_ascii_case(f))
-        }) else {
+        let found = by_address.get(&r.address.to_ascii_lowercase()).or_else(|| {
+            r.final_recipient
+                .as_deref()
+                .and_then(|f| by_address.get(&f.to_ascii_lowercase()))
+        });
+        let Some(&t) = found else {
             continue;
         };
         if r.diagnostic.is_none() || extends(t.diagnostic.as_deref(), r.diagnostic.as_deref()) {

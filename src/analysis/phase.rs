@@ -230,6 +230,8 @@ pub const SYMPTOMS: &[(&str, Phase)] = &[
     ("temporary failure in mx lookup", Phase::Routing),
     ("no mx found for", Phase::Routing),
     ("domain does not accept mail", Phase::Routing),
+    // Exchange SMTPSEND.DNS.NonExistentDomain (5.4.4).
+    ("nonexistentdomain", Phase::Routing),
     // hMailServer ExternalDelivery.cpp: no MX and no address for the domain.
     ("no mail servers appear to exist", Phase::Routing),
     // Connection errors (strerror texts, and what others write for them).
@@ -257,6 +259,23 @@ static LOOKS: LazyLock<AhoCorasick> = LazyLock::new(|| searcher(SYMPTOMS));
 /// command), else the first phrase of [`PHRASES`] in the text, else of [`SYMPTOMS`].
 pub fn detect(text: &str) -> Option<Phase> {
     stated(text).or_else(|| first(text, &LOOKS, SYMPTOMS))
+}
+
+/// Whether a notice's text may state a phase somewhere (wrapped over lines, as templates
+/// print it): the cheap test before reading its recipients' lines.
+pub fn may_state(text: &str) -> bool {
+    static HINTS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+        AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .build([
+                "in reply", "after RCPT", "after MAIL", "after end", "after DATA",
+                "after pipelined", "after initial", "after EHLO", "after HELO", "after STARTTLS",
+                "<<<", "<--", "Connected to", "does not like", "failed on DATA",
+                "failed after", "refused to talk", "sent: ", "Command:",
+            ])
+            .expect("phase hints compile")
+    });
+    HINTS.is_match(text)
 }
 
 /// The phase a diagnostic names by its command (a transcript or a phrase of [`PHRASES`]), not

@@ -42,8 +42,9 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
         .filter_map(|a| text::recipient(a, &reason, "failed"))
         .collect();
     let parties = |a: &str| notice.excl.names_a_party(a);
-    let explicit: Vec<String> = listed.iter().filter(|a| !parties(a)).cloned().collect();
-    notice.found_keeping("biglobe", recipients, |a| explicit.iter().any(|e| e == a))
+    let explicit: std::collections::HashSet<String> =
+        listed.iter().filter(|a| !parties(a)).cloned().collect();
+    notice.found_keeping("biglobe", recipients, |a| explicit.contains(a))
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! original (pasted after the notice or attached), the addresses that are never a bounced
 //! recipient, and the assembly of a [`Found`].
 
+use std::collections::{HashMap, HashSet};
+
 use super::super::Original;
 use super::super::mail::Mail;
 use super::super::original;
@@ -57,9 +59,11 @@ impl<'m> Notice<'m> {
         explicit: impl Fn(&str) -> bool,
     ) -> Option<Found> {
         let mut out: Vec<Recipient> = Vec::new();
+        // Linear in the number of recipients: a notice may list a hundred thousand.
+        let mut seen: HashSet<String> = HashSet::new();
         for r in recipients {
             if (explicit(&r.address) || !self.excl.excludes(&r.address))
-                && !out.iter().any(|o| o.address == r.address)
+                && seen.insert(r.address.clone())
             {
                 out.push(r);
             }
@@ -72,33 +76,41 @@ impl<'m> Notice<'m> {
     }
 }
 
-/// The diagnostic of a line led by `address` (`address: text` or `<address>: text`) in a
-/// notice, with the indented lines that continue it. Used for a report's own recipient, so
-/// no exclusion applies.
-pub fn address_line(notice: &str, address: &str) -> Option<String> {
-    let mut lines = notice.lines();
+/// The diagnostics of the lines led by an address (`address: text` or `<address>: text`) in
+/// a notice, with the indented lines that continue them, keyed by the lowercased address (the
+/// first line wins). Used for a report's own recipients, so no exclusion applies; one pass
+/// over the notice whatever the number of recipients.
+pub fn address_lines(notice: &str) -> HashMap<String, String> {
+    let mut out: HashMap<String, String> = HashMap::new();
+    let mut lines = notice.lines().peekable();
     while let Some(line) = lines.next() {
         let l = line.trim_start().trim_start_matches('<');
-        let Some(head) = l.get(..address.len()) else {
+        let Some(colon) = l.find(':') else {
             continue;
         };
-        if !head.eq_ignore_ascii_case(address) {
+        let head = l[..colon].trim_end_matches('>');
+        if !head.contains('@') || head.contains(char::is_whitespace) {
             continue;
         }
-        let Some(rest) = l[address.len()..].trim_start_matches('>').strip_prefix(':') else {
-            continue;
-        };
-        let mut diag = rest.trim().to_string();
-        for next in lines.by_ref() {
+        let mut diag = l[colon + 1..].trim().to_string();
+        while let Some(next) = lines.peek() {
             if !next.starts_with([' ', '\t']) || next.trim().is_empty() {
                 break;
             }
             diag.push(' ');
             diag.push_str(next.trim());
+            lines.next();
         }
-        return (!diag.is_empty()).then_some(diag);
+        if !diag.is_empty() {
+            out.entry(head.to_ascii_lowercase()).or_insert(diag);
+        }
     }
-    None
+    out
+}
+
+/// The diagnostic of the line led by `address` (see [`address_lines`]).
+pub fn address_line(notice: &str, address: &str) -> Option<String> {
+    address_lines(notice).remove(&address.to_ascii_lowercase())
 }
 
 /// The first bracketed address in a line (`<a@b>`), else the first bare one.

@@ -21,6 +21,7 @@
 //! "Warning: could not send message for past N hours" is a delay warning.
 
 use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use aho_corasick::AhoCorasick;
@@ -93,33 +94,39 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     let listed = listed(text);
     let session = transcript(text);
 
+    // The transcript's lines per recipient, and those that named none: looked up by key, as a
+    // notice may name a hundred thousand recipients.
+    let mut by_recipient: HashMap<String, Vec<&str>> = HashMap::new();
+    let mut unnamed: Vec<&str> = Vec::new();
+    for (a, d) in &session {
+        match a {
+            Some(a) => by_recipient.entry(key(a)).or_default().push(d),
+            None => unnamed.push(d),
+        }
+    }
+    let unnamed = unnamed.join(" ");
     let mut rows: Vec<(String, String)> = Vec::new(); // (address as written, diagnostic)
+    let mut in_rows: HashSet<String> = HashSet::new();
     for (addr, reason) in &listed {
-        let mut diag = session
-            .iter()
-            .filter(|(a, _)| a.as_deref().is_some_and(|a| same(a, addr)))
-            .map(|(_, d)| d.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let mut diag = by_recipient
+            .get(&key(addr))
+            .map(|d| d.join(" "))
+            .unwrap_or_default();
         if diag.is_empty() {
-            diag = session
-                .iter()
-                .filter(|(a, _)| a.is_none())
-                .map(|(_, d)| d.as_str())
-                .collect::<Vec<_>>()
-                .join(" ");
+            diag = unnamed.clone();
         }
         if let Some(reason) = reason
             && !diag.contains(reason.as_str())
         {
             diag = format!("{diag} {reason}");
         }
+        in_rows.insert(key(addr));
         rows.push((addr.clone(), diag));
     }
     if listed.is_empty() {
         for (a, d) in &session {
             if let Some(a) = a
-                && !rows.iter().any(|(r, _)| same(r, a))
+                && in_rows.insert(key(a))
             {
                 rows.push((a.clone(), d.clone()));
             }
@@ -141,19 +148,28 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     } else {
         Vec::new()
     };
+    let field_of: HashMap<&str, &Recipient> = fields
+        .iter()
+        .rev()
+        .map(|f| (f.address.as_str(), f))
+        .collect();
+    let by_local: HashMap<&str, &str> = fields
+        .iter()
+        .rev()
+        .filter_map(|f| Some((f.address.split('@').next()?, f.address.as_str())))
+        .collect();
     let mut recipients: Vec<Recipient> = Vec::new();
     for (addr, diag) in rows {
         let full = if addr.contains('@') {
             Some(addr.clone())
         } else {
-            fields
-                .iter()
-                .find(|f| f.address.split('@').next() == Some(addr.to_ascii_lowercase().as_str()))
-                .map(|f| f.address.clone())
+            by_local
+                .get(addr.to_ascii_lowercase().as_str())
+                .map(|a| a.to_string())
         };
         let Some(full) = full else { continue };
         if let Some(mut r) = text::recipient(&full, &diag, action) {
-            if let Some(f) = fields.iter().find(|f| f.address == r.address) {
+            if let Some(f) = field_of.get(r.address.as_str()) {
                 r.status = r.status.or_else(|| f.status.clone());
                 if r.diagnostic.is_none() {
                     r.diagnostic = f.diagnostic.clone();
@@ -292,9 +308,9 @@ fn transcript(text: &str) -> Vec<(Option<String>, String)> {
     out
 }
 
-fn same(a: &str, b: &str) -> bool {
-    a.trim_matches(['<', '>'])
-        .eq_ignore_ascii_case(b.trim_matches(['<', '>']))
+/// An address as the transcript and the list may write it (`<a@b>`, `A@b`), for lookups.
+fn key(a: &str) -> String {
+    a.trim_matches(['<', '>']).to_ascii_lowercase()
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Shared tools for reading bounces written as prose: who sent it, where the returned
 //! original begins, and which lines name a failed recipient with its diagnostic.
 
+use std::collections::HashMap;
 use std::sync::{LazyLock, OnceLock};
 
 use aho_corasick::{AhoCorasick, MatchKind};
@@ -270,6 +271,8 @@ pub fn is_header_line(line: &str) -> bool {
 pub fn scan(notice: &str, excl: &Exclusions, action: &str) -> Vec<Recipient> {
     let lines: Vec<&str> = notice.lines().collect();
     let mut out: Vec<Recipient> = Vec::new();
+    // Where each address is in `out`: a notice may list a hundred thousand.
+    let mut index: HashMap<String, usize> = HashMap::new();
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i];
@@ -291,7 +294,12 @@ pub fn scan(notice: &str, excl: &Exclusions, action: &str) -> Vec<Recipient> {
                 && addresses(l)
                     .any(|a| !excl.excludes(a) && !found.contains(&a.to_ascii_lowercase()))
         };
-        let mut diag = String::from(line);
+        // A sentence that wraps onto the address's line ("...が一杯になって、1通のメールでも受信
+        // / できないため、"a@b"へのメール..."): its beginning on the line above is part of it.
+        let mut diag = match i.checked_sub(1).map(|p| lines[p]) {
+            Some(prev) if wraps_onto(prev, line, &found) => format!("{} {line}", prev.trim()),
+            _ => String::from(line),
+        };
         let mut j = i + 1;
         let squashed = squash(line);
         let alone = found.iter().all(|a| {
@@ -302,12 +310,14 @@ pub fn scan(notice: &str, excl: &Exclusions, action: &str) -> Vec<Recipient> {
         // A list of addresses under a heading ("The following recipients did not receive this
         // message:") after the paragraphs that say why (Netscape, Exchange 5.5 and others):
         // the reason is that preamble, not what follows the list (a footer, a disclaimer).
-        let preamble = if alone {
+        // (Only for an address with no lines of its own under it.)
+        let own_lines = j < lines.len() && !lines[j].trim().is_empty() && !other_recipient(lines[j]);
+        let preamble = if alone && !own_lines {
             list_preamble(&lines, i)
         } else {
             None
         };
-        if alone {
+        if alone && !own_lines {
             // Skip one run of blank lines to reach the paragraph that explains.
             let mut k = j;
             while k < lines.len() && lines[k].trim().is_empty() {
@@ -356,8 +366,11 @@ pub fn scan(notice: &str, excl: &Exclusions, action: &str) -> Vec<Recipient> {
             let Some(r) = recipient(a, &diag, action) else {
                 continue;
             };
-            match out.iter_mut().find(|o| o.address == r.address) {
-                None => out.push(r),
+            match index.get(&r.address).map(|&k| &mut out[k]) {
+                None => {
+                    index.insert(r.address.clone(), out.len());
+                    out.push(r);
+                }
                 Some(o)
                     if o.reply_code.is_none()
                         && o.status.is_none()
@@ -381,15 +394,31 @@ pub fn scan(notice: &str, excl: &Exclusions, action: &str) -> Vec<Recipient> {
     out
 }
 
+/// True if `prev` is the start of a sentence that `line` (which names `found` somewhere after
+/// its start) continues: `prev` ends without a full stop or colon and names no address.
+fn wraps_onto(prev: &str, line: &str, found: &[String]) -> bool {
+    let p = prev.trim_end();
+    let l = line.trim_start().trim_start_matches(['<', '"', '\'']).to_ascii_lowercase();
+    !p.trim().is_empty()
+        && !found.iter().any(|a| l.starts_with(a.as_str()))
+        && !p.ends_with(['.', '。', '!', '?', ':', '：', ';', ')', '>'])
+        && !p.contains('@')
+        && !is_header_line(prev)
+}
+
 /// The paragraphs before the heading of the list that line `at` belongs to (the lines above it
 /// being other lone addresses or blank, the heading being the first line ending with ':'),
 /// squashed; `None` when no such heading precedes or nothing precedes it.
 fn list_preamble(lines: &[&str], at: usize) -> Option<String> {
     let mut k = at;
-    while k > 0 {
+    // A list is read up to this many lines back: each of its addresses looks for the heading,
+    // and a message of lone addresses must not cost their number squared.
+    let floor = at.saturating_sub(PREAMBLE_LOOKBACK);
+    while k > floor {
         k -= 1;
         let l = lines[k].trim();
-        if l.is_empty() || addresses(l).next().is_some() && l.split_whitespace().count() <= 2 {
+        // (A lone address: a word or two with an '@', no regex needed.)
+        if l.is_empty() || l.contains('@') && l.split_whitespace().count() <= 2 {
             continue;
         }
         if !l.ends_with(':') || k == 0 {
@@ -410,6 +439,9 @@ fn list_preamble(lines: &[&str], at: usize) -> Option<String> {
 
 /// Characters of a list's preamble kept as its recipients' diagnostic.
 const PREAMBLE_CHARS: usize = 600;
+
+/// Lines above an address searched for its list's heading.
+const PREAMBLE_LOOKBACK: usize = 64;
 
 /// True if a line opens an explanation of the address above it ("because:", "Reason: ...",
 /// an SMTP reply).
@@ -461,6 +493,7 @@ pub fn explains(line: &str) -> bool {
 pub fn transcript_failures(notice: &str) -> Vec<(Option<String>, String)> {
     const MARKS: &[(&str, &str)] = &[(">>>", "<<<"), ("-->", "<--")];
     let mut out: Vec<(Option<String>, String)> = Vec::new();
+    let mut index: HashMap<Option<String>, usize> = HashMap::new();
     for &(sent, reply) in MARKS {
         if !notice.contains(reply) {
             continue;
@@ -498,9 +531,12 @@ pub fn transcript_failures(notice: &str) -> Vec<(Option<String>, String)> {
                     Some(cmd) if is_rcpt(cmd) => rcpts.last().cloned(),
                     _ => None,
                 };
-                match out.iter_mut().find(|(o, _)| *o == who) {
-                    Some(entry) => entry.1 = text,
-                    None => out.push((who, text)),
+                match index.get(&who) {
+                    Some(&k) => out[k].1 = text,
+                    None => {
+                        index.insert(who.clone(), out.len());
+                        out.push((who, text));
+                    }
                 }
             }
         }
@@ -520,12 +556,13 @@ pub fn add_transcript_evidence(recipients: &mut [Recipient], notice: &str, actio
     if failures.is_empty() {
         return;
     }
+    let by_address: HashMap<Option<&str>, &String> =
+        failures.iter().map(|(a, t)| (a.as_deref(), t)).collect();
     for r in recipients.iter_mut() {
-        let own = failures
-            .iter()
-            .find(|(a, _)| a.as_deref() == Some(r.address.as_str()))
-            .or_else(|| failures.iter().find(|(a, _)| a.is_none()));
-        let Some((_, text)) = own else {
+        let own = by_address
+            .get(&Some(r.address.as_str()))
+            .or_else(|| by_address.get(&None));
+        let Some(&text) = own else {
             continue;
         };
         let failing = r.reply_code.is_some_and(|c| c >= 400)
