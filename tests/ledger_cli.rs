@@ -674,3 +674,97 @@ fn invalid_addresses_flag_the_stream_that_mailed_them() {
         );
     }
 }
+
+/// The shared corpus of written samples, as a user would ingest it.
+fn mail_samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/mail")
+}
+
+#[test]
+fn phase_original_recipient_and_challenges_reach_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let out = ingest(&db, &[mail_samples()]);
+    assert!(out.status.success());
+    let conn = Connection::open(&db).unwrap();
+
+    // An ORCPT that differs from the final recipient keys the event; both are kept.
+    assert_eq!(
+        one::<String>(
+            &conn,
+            "SELECT address || ' ' || final_recipient || ' ' || phase || ' ' || label FROM events
+             WHERE original_recipient = 'sales+news@example.com'"
+        ),
+        "sales+news@example.com ines.moreau@example.com end_of_data soft"
+    );
+    // A refusal in reply to MAIL FROM is a refusal of the sender, whatever it said.
+    assert_eq!(
+        one::<i64>(
+            &conn,
+            "SELECT count(*) FROM events WHERE phase = 'mail_from' AND kind = 'bounce' AND label <> 'blocked'"
+        ),
+        0
+    );
+    assert!(
+        one::<i64>(
+            &conn,
+            "SELECT count(*) FROM events WHERE phase = 'mail_from' AND kind = 'bounce'"
+        ) >= 3
+    );
+    // v_why shows the phase next to the verdict.
+    assert_eq!(
+        one::<String>(
+            &conn,
+            "SELECT phase FROM v_why WHERE address = 'anders.berg@example.org' AND kind = 'bounce'"
+        ),
+        "connect"
+    );
+    // Challenge-response requests are stored, and count against no address.
+    assert!(
+        one::<i64>(
+            &conn,
+            "SELECT count(*) FROM messages WHERE kind = 'challenge'"
+        ) >= 5
+    );
+    assert_eq!(
+        one::<i64>(
+            &conn,
+            "SELECT count(*) FROM events e JOIN messages m ON m.id = e.message_id WHERE m.kind = 'challenge' AND e.role = 'recipient'"
+        ),
+        0
+    );
+    assert_eq!(
+        one::<String>(
+            &conn,
+            "SELECT state FROM addresses WHERE address = 'erik.holm@example.net'
+             UNION ALL SELECT 'absent' LIMIT 1"
+        ),
+        "absent",
+        "the DSN-shaped challenge's recipient is not bounced"
+    );
+    // A notice in no known template, naming only a local part, still suppresses the address
+    // the original was sent to.
+    assert_eq!(
+        one::<String>(
+            &conn,
+            "SELECT state || ' ' || suppression_reason FROM addresses WHERE address = 'mateo.ruiz@example.net'"
+        ),
+        "suppressed hard"
+    );
+
+    // explain shows the phase and the other address.
+    let explained = stdout(&rebound(
+        &[
+            "explain",
+            "--db",
+            db.to_str().unwrap(),
+            "sales+news@example.com",
+        ],
+        &[],
+    ));
+    assert!(
+        explained.contains("failed at the end of the data")
+            && explained.contains("final recipient ines.moreau@example.com"),
+        "{explained}"
+    );
+}

@@ -42,7 +42,12 @@ pub fn decode(bytes: &[u8], declared: Option<&str>) -> String {
 /// declared `us-ascii`, or none): the same text, decoded.
 pub fn repair(text: Cow<'_, str>) -> Cow<'_, str> {
     if has_iso2022jp_escapes(text.as_bytes()) {
-        Cow::Owned(encoding_rs::ISO_2022_JP.decode(text.as_bytes()).0.into_owned())
+        Cow::Owned(
+            encoding_rs::ISO_2022_JP
+                .decode(text.as_bytes())
+                .0
+                .into_owned(),
+        )
     } else {
         text
     }
@@ -77,9 +82,17 @@ mod tests {
 
     #[test]
     fn declared_escaped_and_undeclared_bytes() {
-        let jis = encoding_rs::ISO_2022_JP.encode("宛先のユーザーが存在しません").0;
-        assert_eq!(decode(&jis, Some("iso-2022-jp")), "宛先のユーザーが存在しません");
-        assert_eq!(decode(&jis, Some("us-ascii")), "宛先のユーザーが存在しません");
+        let jis = encoding_rs::ISO_2022_JP
+            .encode("宛先のユーザーが存在しません")
+            .0;
+        assert_eq!(
+            decode(&jis, Some("iso-2022-jp")),
+            "宛先のユーザーが存在しません"
+        );
+        assert_eq!(
+            decode(&jis, Some("us-ascii")),
+            "宛先のユーザーが存在しません"
+        );
         assert_eq!(decode(&jis, None), "宛先のユーザーが存在しません");
         let koi8 = encoding_rs::KOI8_R
             .encode("Сообщение не может быть доставлено: пользователь не существует")

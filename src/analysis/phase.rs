@@ -268,10 +268,25 @@ pub fn may_state(text: &str) -> bool {
         AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .build([
-                "in reply", "after RCPT", "after MAIL", "after end", "after DATA",
-                "after pipelined", "after initial", "after EHLO", "after HELO", "after STARTTLS",
-                "<<<", "<--", "Connected to", "does not like", "failed on DATA",
-                "failed after", "refused to talk", "sent: ", "Command:",
+                "in reply",
+                "after RCPT",
+                "after MAIL",
+                "after end",
+                "after DATA",
+                "after pipelined",
+                "after initial",
+                "after EHLO",
+                "after HELO",
+                "after STARTTLS",
+                "<<<",
+                "<--",
+                "Connected to",
+                "does not like",
+                "failed on DATA",
+                "failed after",
+                "refused to talk",
+                "sent: ",
+                "Command:",
             ])
             .expect("phase hints compile")
     });

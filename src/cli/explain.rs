@@ -111,7 +111,8 @@ pub fn run(args: &LedgerArgs, address: &str) -> anyhow::Result<ExitCode> {
     println!("\nevents (oldest first):");
     let mut events = conn.prepare(
         "SELECT e.id, e.event_time, e.role, e.kind, e.label, e.reason, e.status, e.rule,
-                coalesce(e.diagnostic, e.note), coalesce(m.source_path, m.mailbox || '/' || m.folder || ' uid ' || m.uid)
+                coalesce(e.diagnostic, e.note), coalesce(m.source_path, m.mailbox || '/' || m.folder || ' uid ' || m.uid),
+                e.phase, e.original_recipient, e.final_recipient
          FROM events e LEFT JOIN messages m ON m.id = e.message_id
          WHERE e.address = ?1 ORDER BY e.event_time, e.sort_key, e.recipient_index, e.id",
     )?;
@@ -127,10 +128,15 @@ pub fn run(args: &LedgerArgs, address: &str) -> anyhow::Result<ExitCode> {
             r.get::<_, Option<String>>(7)?,
             r.get::<_, Option<String>>(8)?,
             r.get::<_, Option<String>>(9)?,
+            Recipients {
+                phase: r.get(10)?,
+                original: r.get(11)?,
+                last: r.get(12)?,
+            },
         ))
     })?;
     for row in rows {
-        let (id, t, role, kind, label, reason, status, rule, diag, source) = row?;
+        let (id, t, role, kind, label, reason, status, rule, diag, source, seen) = row?;
         let kind = if role == "sender" {
             format!("{kind} (from)")
         } else {
@@ -143,6 +149,12 @@ pub fn run(args: &LedgerArgs, address: &str) -> anyhow::Result<ExitCode> {
             dash(&status),
             dash(&rule)
         );
+        if let Some(p) = &seen.phase {
+            println!("          failed at {}", phase_words(p));
+        }
+        if let Some(line) = seen.addresses_line(&address) {
+            println!("          {line}");
+        }
         if let Some(d) = diag {
             println!("          {d}");
         }
@@ -181,4 +193,45 @@ pub fn run(args: &LedgerArgs, address: &str) -> anyhow::Result<ExitCode> {
         println!("  none: the address has always been active");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a report said of where and to whom delivery failed.
+struct Recipients {
+    phase: Option<String>,
+    original: Option<String>,
+    last: Option<String>,
+}
+
+impl Recipients {
+    /// "original recipient x, final recipient y" when the report names addresses other than
+    /// the one the ledger keys the event on.
+    fn addresses_line(&self, address: &str) -> Option<String> {
+        fn other<'a>(a: &'a Option<String>, address: &str) -> Option<&'a str> {
+            a.as_deref().filter(|a| *a != address)
+        }
+        match (other(&self.original, address), other(&self.last, address)) {
+            (None, None) => None,
+            (Some(o), None) => Some(format!("original recipient {o}")),
+            (None, Some(f)) => Some(format!(
+                "final recipient {f} (the address the failing server tried)"
+            )),
+            (Some(o), Some(f)) => Some(format!("original recipient {o}, final recipient {f}")),
+        }
+    }
+}
+
+/// A phase as a sentence: `rcpt_to` → "RCPT TO (the recipient)".
+fn phase_words(phase: &str) -> String {
+    let what = match phase {
+        "routing" => "routing (DNS or MX lookup, before any connection)",
+        "connect" => "the connection or greeting (a refusal of the sending host)",
+        "helo" => "HELO/EHLO (a refusal of the sending host)",
+        "starttls" => "STARTTLS",
+        "mail_from" => "MAIL FROM (a refusal of the sender)",
+        "rcpt_to" => "RCPT TO (the recipient)",
+        "data" => "DATA",
+        "end_of_data" => "the end of the data (after the message was sent)",
+        other => other,
+    };
+    what.to_string()
 }

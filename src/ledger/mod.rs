@@ -812,8 +812,10 @@ fn insert_events(
     let mut insert = tx.prepare_cached(
         "INSERT INTO events (message_id, recipient_index, role, address, domain, kind, action, label,
              reason, status, reply_code, diagnostic, remote_mta, rule, original_message_id,
-             original_sender, sender_domain, event_time, time_source, sort_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+             original_sender, sender_domain, event_time, time_source, sort_key, phase,
+             original_recipient, final_recipient)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
+             ?21, ?22, ?23)",
     )?;
     for (i, r) in a.recipients.iter().enumerate() {
         let Some(address) = normalize_address(&r.address) else {
@@ -850,6 +852,9 @@ fn insert_events(
             event_time,
             source,
             sha,
+            r.phase.map(|p| p.as_str()),
+            r.original_recipient,
+            r.final_recipient,
         ])?;
         if kind == "bounce"
             && let Some(label) = r.label
@@ -895,6 +900,9 @@ fn insert_events(
             event_time,
             source,
             sha,
+            None::<String>,
+            None::<String>,
+            None::<String>,
         ])?;
         touched.addresses.insert(address);
     }

@@ -270,8 +270,30 @@ const V4: &str = r#"
 ALTER TABLE runs ADD COLUMN folder TEXT;    -- the one folder a watch round read; NULL: all (poll) or files
 "#;
 
+/// Every verdict says in which SMTP phase the delivery failed (`connect`, `helo`, `starttls`,
+/// `mail_from`, `rcpt_to`, `data`, `end_of_data`, `routing`: a refusal before RCPT TO is of the
+/// sender) and keeps both addresses a DSN names: `address` is the one the sender used (the
+/// Original-Recipient when it is a full address), `final_recipient` the one the failing server
+/// tried after alias expansion or forwarding. Messages may also be `challenge` now
+/// (challenge-response requests, never failures).
+const V5: &str = r#"
+ALTER TABLE events ADD COLUMN phase TEXT;               -- SMTP phase of the failure, when the report says it
+ALTER TABLE events ADD COLUMN original_recipient TEXT;  -- the DSN's Original-Recipient (ORCPT), as reported
+ALTER TABLE events ADD COLUMN final_recipient TEXT;     -- the DSN's Final-Recipient
+DROP VIEW v_why;
+CREATE VIEW v_why AS
+SELECT e.address, e.event_time, e.kind, e.label, e.reason, e.phase, e.status, e.reply_code,
+       coalesce(e.diagnostic, e.note) AS diagnostic, e.rule, e.remote_mta,
+       e.original_recipient, e.final_recipient,
+       e.original_message_id, e.original_sender,
+       coalesce(m.source_path, m.mailbox || '/' || m.folder || '#' || m.uid) AS source,
+       e.message_id AS message, e.id AS event
+FROM events e LEFT JOIN messages m ON m.id = e.message_id
+ORDER BY e.address, e.event_time DESC, e.id DESC;
+"#;
+
 /// Every migration, in order. Never edit a released entry: append a new one.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// Brings the database to the newest schema version.
 pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {

@@ -311,7 +311,8 @@ pub fn scan(notice: &str, excl: &Exclusions, action: &str) -> Vec<Recipient> {
         // message:") after the paragraphs that say why (Netscape, Exchange 5.5 and others):
         // the reason is that preamble, not what follows the list (a footer, a disclaimer).
         // (Only for an address with no lines of its own under it.)
-        let own_lines = j < lines.len() && !lines[j].trim().is_empty() && !other_recipient(lines[j]);
+        let own_lines =
+            j < lines.len() && !lines[j].trim().is_empty() && !other_recipient(lines[j]);
         let preamble = if alone && !own_lines {
             list_preamble(&lines, i)
         } else {
@@ -398,7 +399,10 @@ pub fn scan(notice: &str, excl: &Exclusions, action: &str) -> Vec<Recipient> {
 /// its start) continues: `prev` ends without a full stop or colon and names no address.
 fn wraps_onto(prev: &str, line: &str, found: &[String]) -> bool {
     let p = prev.trim_end();
-    let l = line.trim_start().trim_start_matches(['<', '"', '\'']).to_ascii_lowercase();
+    let l = line
+        .trim_start()
+        .trim_start_matches(['<', '"', '\''])
+        .to_ascii_lowercase();
     !p.trim().is_empty()
         && !found.iter().any(|a| l.starts_with(a.as_str()))
         && !p.ends_with(['.', '。', '!', '?', ':', '：', ';', ')', '>'])
