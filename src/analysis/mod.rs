@@ -3,20 +3,27 @@
 //! The order of the questions asked matters, and is the main design decision here:
 //!
 //! 1. Can the bytes be read as a message at all? If not: [`Kind::Unparsed`], never a panic.
+//!    Text is decoded to UTF-8 in whatever charset it came in ([`charset`]).
 //! 2. Is it a challenge-response request ([`challenge`])? Asked before the report is read:
 //!    such filters sometimes dress their request as a DSN with `Action: delayed`.
 //! 3. Is it a *structured* report? A top-level `multipart/report` carrying an ARF
 //!    `message/feedback-report` is a complaint (or an unsubscribe for ARF `opt-out`); one
 //!    carrying `message/delivery-status` (RFC 3464) is a bounce, a delay or a delivery report
 //!    depending on the recipients' `Action`s. Structure beats every header heuristic: a DSN
-//!    often carries `Auto-Submitted: auto-replied` itself.
-//! 3. Is it a non-standard bounce of a known MTA ([`lhost`])? Each module recognises its own
+//!    often carries `Auto-Submitted: auto-replied` itself. Its `Original-Recipient`, when a
+//!    full address, is who bounced: the address the sender used.
+//! 4. Is it a non-standard bounce of a known MTA ([`lhost`])? Each module recognises its own
 //!    template and extracts the recipients and their diagnostics from text.
-//! 4. Only then: is it an automatic reply ([`rfc3834`])? an unsubscribe request
-//!    ([`unsubscribe`])? Otherwise it is [`Kind::Other`].
+//! 5. Is it a mailer-daemon's notice that says a delivery failed in a template nobody knows
+//!    ([`lhost::last_resort`])? Then it is a bounce, never `other`.
+//! 6. Only then: is it an automatic reply ([`rfc3834`])? an unsubscribe request
+//!    ([`unsubscribe`])? Otherwise it is [`Kind::Other`]. A person's reply quoting a bounce is
+//!    the person's message.
 //!
 //! Each bounced recipient is then classified by the [`rules`] table: ordered, data-driven,
-//! first match wins, and the verdict keeps the id of the rule that decided it.
+//! first match wins, specific evidence before generic, and the verdict keeps the id of the
+//! rule (and alternative) that decided it. The SMTP [`phase`] the report states is part of the
+//! verdict: a refusal before `RCPT TO` is a refusal of the sender.
 
 pub mod arf;
 pub mod challenge;
