@@ -18,10 +18,12 @@
 //! of rebound (IMAP `[[mailbox]]`) never break an older loader.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::analysis::rules::RuleSet;
 use crate::ledger::Policy;
 
 /// The whole configuration.
@@ -38,6 +40,9 @@ pub struct Config {
     /// `ca_file`, `password_file`) are resolved against its directory.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+    /// The rule table: the `[rules] file` before the built-in rules (compiled once, at load).
+    #[serde(skip)]
+    rule_set: Option<Arc<RuleSet>>,
 }
 
 /// `[database]`.
@@ -55,6 +60,16 @@ pub struct RulesConfig {
     /// A TOML file of `[[rule]]` tables (the format of the built-in `rules.toml`), tried in
     /// order before the built-in rules. Relative to the config file's directory.
     pub file: Option<PathBuf>,
+}
+
+/// The built-in rule table, shared (compiled once per process).
+pub fn builtin_rules() -> Arc<RuleSet> {
+    static BUILTIN: std::sync::OnceLock<Arc<RuleSet>> = std::sync::OnceLock::new();
+    BUILTIN
+        .get_or_init(|| {
+            Arc::new(RuleSet::from_toml(crate::analysis::rules::BUILTIN_RULES).expect("valid"))
+        })
+        .clone()
 }
 
 /// The ledger's file name when nothing else says where it is.
@@ -82,10 +97,17 @@ impl Config {
             };
             let rules = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading the rules file {}", file.display()))?;
-            crate::analysis::rules::install(&rules)
+            let set = RuleSet::with_local(&rules)
                 .map_err(|e| anyhow::anyhow!("in the rules file {}: {e}", file.display()))?;
+            config.rule_set = Some(Arc::new(set));
         }
         Ok(config)
+    }
+
+    /// The rule table to classify with: the local rules of `[rules] file` before the
+    /// built-in ones, or the built-in table alone.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rule_set.clone().unwrap_or_else(builtin_rules)
     }
 
     /// The config file if one is given, else the defaults.

@@ -37,6 +37,7 @@ pub mod analysis;
 pub mod cli;
 pub mod config;
 pub mod imap;
+pub mod ingest;
 pub mod input;
 pub mod ledger;
 

@@ -42,7 +42,7 @@ pub mod verdict;
 
 pub use kind::Kind;
 pub use phase::Phase;
-pub use verdict::{Label, Reason, Recipient};
+pub use verdict::{Action, Label, Reason, Recipient};
 
 use serde::{Deserialize, Serialize};
 
@@ -127,14 +127,13 @@ fn cap_recipients(recipients: &mut Vec<Recipient>) -> usize {
 /// can be found and re-classified after the rules change.
 pub const PARSER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+rules1");
 
-/// Analyses the raw bytes of one message with the rules in use (the built-in table, behind
-/// any local rules the config file installed, see [`rules::install`]). Never panics, never fails:
-/// bytes that are not a message come back as [`Kind::Unparsed`] with the error.
+/// Analyses the raw bytes of one message with the built-in rule table. Never panics, never
+/// fails: bytes that are not a message come back as [`Kind::Unparsed`] with the error.
 pub fn analyze(raw: &[u8]) -> Analysis {
-    analyze_with(raw, rules::active())
+    analyze_with(raw, rules::RuleSet::builtin())
 }
 
-/// Analyses with a given rule table (user rules prepended to the built-in ones).
+/// Analyses with a given rule table (the config's: local rules before the built-in ones).
 pub fn analyze_with(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
     // mail-parser is robust, but a panic on hostile input must not take the worker down.
     match std::panic::catch_unwind(|| analyze_inner(raw, rules, false)) {
@@ -276,8 +275,7 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
         if a.kind == Kind::Bounce {
             // A bounce reports its failures; delivered or expanded recipients in the same report
             // are not failures and would count as bounced addresses downstream.
-            recipients
-                .retain(|r| matches!(r.action.as_deref(), Some("failed") | Some("delayed") | None));
+            recipients.retain(|r| r.action.as_ref().is_none_or(|a| !a.is_success()));
         }
         a.recipients = recipients;
         return a;
@@ -373,31 +371,22 @@ fn inline_report(mail: &mail::Mail<'_>) -> Option<rfc3464::Report> {
 /// The message's kind from its recipients' actions: any failure makes a bounce; otherwise a
 /// delay warning; otherwise (delivered, relayed, expanded) a delivery report.
 fn kind_of(recipients: &[Recipient]) -> Kind {
-    let action = |r: &Recipient| r.action.as_deref().unwrap_or("failed").to_string();
-    if recipients.iter().any(|r| {
-        let a = action(r);
-        a.starts_with("fail") || !(a == "delayed" || is_success(&a))
-    }) {
+    let action = |r: &Recipient| r.action.clone().unwrap_or(Action::Failed);
+    if recipients.iter().any(|r| action(r).is_failure()) {
         Kind::Bounce
-    } else if recipients.iter().any(|r| action(r) == "delayed") {
+    } else if recipients.iter().any(|r| action(r) == Action::Delayed) {
         Kind::Delay
     } else {
         Kind::DeliveryReport
     }
 }
 
-/// RFC 3464 actions that report success, plus `deliverable` (what some MTAs write for a
-/// verified, not yet delivered address).
-fn is_success(action: &str) -> bool {
-    matches!(action, "delivered" | "relayed" | "expanded" | "deliverable")
-}
-
 /// Fills the verdict of one recipient from the rule table.
 fn decide(r: &mut Recipient, kind: Kind, rules: &rules::RuleSet) {
-    let action = r.action.as_deref().unwrap_or("failed");
+    let action = r.action.clone().unwrap_or(Action::Failed);
     let default_class = match action {
-        "delayed" => Some('4'),
-        a if is_success(a) => return,
+        Action::Delayed => Some('4'),
+        a if a.is_success() => return,
         _ => Some('5'),
     };
     let d = rules.classify(&rules::Evidence {
@@ -410,7 +399,7 @@ fn decide(r: &mut Recipient, kind: Kind, rules: &rules::RuleSet) {
     r.reason = Some(d.reason);
     // A delay is temporary by definition, whatever its status says: label it as a 4xx would
     // be (soft, unless the provider refuses the sender).
-    r.label = Some(if kind == Kind::Delay || action == "delayed" {
+    r.label = Some(if kind == Kind::Delay || action == Action::Delayed {
         d.reason.label_for(Some('4'))
     } else {
         d.label

@@ -7,7 +7,7 @@
 
 use super::phase;
 use super::status;
-use super::verdict::Recipient;
+use super::verdict::{Action, Recipient};
 
 /// One block of `Name: value` fields, in order. Names are stored lowercased.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -85,12 +85,7 @@ impl Report {
                 Some(Recipient {
                     address,
                     // SendGrid writes `Action: expired` for a message it gave up on.
-                    action: f
-                        .get("action")
-                        .map(|a| match a.trim().to_ascii_lowercase() {
-                            e if e == "expired" => "failed".to_string(),
-                            a => a,
-                        }),
+                    action: f.get("action").map(Action::parse),
                     status: status::prefer_specific(status_field, from_text),
                     reply_code,
                     phase: diagnostic.as_deref().and_then(phase::detect),
@@ -348,7 +343,7 @@ mod tests {
             rs[0].diagnostic.as_deref(),
             Some("550 5.1.1 <bob@example.org>: Recipient address rejected: User unknown")
         );
-        assert_eq!(rs[1].action.as_deref(), Some("delayed"));
+        assert_eq!(rs[1].action, Some(Action::Delayed));
         assert_eq!(rs[1].remote_mta.as_deref(), Some("mx.example.net"));
     }
 
@@ -410,6 +405,6 @@ mod tests {
         assert_eq!(rs[0].status.as_deref(), Some("5.2.2"));
         assert_eq!(rs[1].address, "b@example.org");
         assert_eq!(rs[1].status.as_deref(), Some("5.1.1"));
-        assert_eq!(rs[1].action.as_deref(), Some("failed"));
+        assert_eq!(rs[1].action, Some(Action::Failed));
     }
 }

@@ -17,7 +17,9 @@
 
 mod prefilter;
 
-use std::sync::{LazyLock, OnceLock};
+use std::sync::LazyLock;
+
+use sha2::Digest;
 
 use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
@@ -32,31 +34,6 @@ pub const BUILTIN_RULES: &str = include_str!("rules/rules.toml");
 
 static BUILTIN: LazyLock<RuleSet> =
     LazyLock::new(|| RuleSet::from_toml(BUILTIN_RULES).expect("built-in rules.toml is valid"));
-
-/// The table this process classifies with, when the config file adds local rules (see
-/// [`install`]); the user text is kept to tell a second, identical install from a conflict.
-static ACTIVE: OnceLock<(String, RuleSet)> = OnceLock::new();
-
-/// Puts a user's rules (a TOML table in the format of `rules/rules.toml`) in front of the
-/// built-in ones for the rest of this process: every analysis, ingest and reclassify then
-/// uses them. One process reads one config file, so this is set once; installing the same
-/// text again is a no-op, different text is an error.
-pub fn install(user_rules: &str) -> Result<(), String> {
-    let set = RuleSet::from_tomls(&[user_rules, BUILTIN_RULES])?;
-    let (text, _) = ACTIVE.get_or_init(|| (user_rules.to_string(), set));
-    if text != user_rules {
-        return Err("a different set of local rules is already in use".into());
-    }
-    Ok(())
-}
-
-/// The table in use: the installed one, else the built-in table.
-pub fn active() -> &'static RuleSet {
-    ACTIVE
-        .get()
-        .map(|(_, set)| set)
-        .unwrap_or_else(|| RuleSet::builtin())
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,9 +91,13 @@ pub struct Decision {
     pub rule: String,
 }
 
-/// An ordered, compiled rule table.
+/// An ordered, compiled rule table: a value, built from the config (local rules before the
+/// built-in ones) and handed to everything that classifies. Its [`RuleSet::fingerprint`]
+/// names the exact table, so that the ledger knows which verdicts an older table decided.
 #[derive(Debug)]
 pub struct RuleSet {
+    /// sha256 of the tables' texts, in order (hex).
+    fingerprint: String,
     rules: Vec<Rule>,
     /// Indexed by [`Rule::pattern`].
     patterns: Vec<Regex>,
@@ -128,6 +109,17 @@ impl RuleSet {
     /// The built-in table.
     pub fn builtin() -> &'static RuleSet {
         &BUILTIN
+    }
+
+    /// The built-in table behind a user's local rules (the text of a `[rules] file`).
+    pub fn with_local(local: &str) -> Result<RuleSet, String> {
+        Self::from_tomls(&[local, BUILTIN_RULES])
+    }
+
+    /// What identifies this table: the same text gives the same fingerprint, any change to
+    /// the built-in table or to the local rules another one.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// Compiles a TOML rule table (see `rules/rules.toml` for the format).
@@ -179,7 +171,18 @@ impl RuleSet {
             }
         }
         let prefilter = Prefilter::new(&sources)?;
+        let mut hasher = sha2::Sha256::new();
+        for text in texts {
+            hasher.update((text.len() as u64).to_le_bytes());
+            hasher.update(text.as_bytes());
+        }
+        let fingerprint = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>();
         Ok(RuleSet {
+            fingerprint,
             rules,
             patterns,
             prefilter,

@@ -31,6 +31,12 @@ impl Label {
             Label::Invalid => "invalid",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Label> {
+        [Label::Hard, Label::Soft, Label::Blocked, Label::Invalid]
+            .into_iter()
+            .find(|l| l.as_str() == s)
+    }
 }
 
 macro_rules! reasons {
@@ -127,6 +133,78 @@ impl std::fmt::Display for Label {
     }
 }
 
+/// What happened to a recipient (RFC 3464 `Action`), interpreted once where a report is read.
+/// Sendmail's comments (`delivered (to mailbox)`) are dropped, SendGrid's `expired` is a
+/// failure; an action no RFC knows is kept as written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Action {
+    Failed,
+    Delayed,
+    Delivered,
+    Relayed,
+    Expanded,
+    /// A verified but not yet delivered address (some MTAs write `deliverable`).
+    Deliverable,
+    Other(String),
+}
+
+impl Action {
+    pub fn parse(s: &str) -> Action {
+        let word = s
+            .split(|c: char| c.is_whitespace() || c == '(')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        match word.as_str() {
+            "failed" | "failure" | "expired" => Action::Failed,
+            "delayed" => Action::Delayed,
+            "delivered" => Action::Delivered,
+            "relayed" => Action::Relayed,
+            "expanded" => Action::Expanded,
+            "deliverable" => Action::Deliverable,
+            _ => Action::Other(word),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Action::Failed => "failed",
+            Action::Delayed => "delayed",
+            Action::Delivered => "delivered",
+            Action::Relayed => "relayed",
+            Action::Expanded => "expanded",
+            Action::Deliverable => "deliverable",
+            Action::Other(s) => s,
+        }
+    }
+
+    /// Delivered, relayed, expanded (or verified): the address is alive.
+    pub fn is_success(&self) -> bool {
+        matches!(
+            self,
+            Action::Delivered | Action::Relayed | Action::Expanded | Action::Deliverable
+        )
+    }
+
+    /// Anything but a success or a delay counts as a failure.
+    pub fn is_failure(&self) -> bool {
+        !(self.is_success() || *self == Action::Delayed)
+    }
+}
+
+impl Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Action {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Action, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(Action::parse(&s))
+    }
+}
+
 /// One recipient named by a message, with the evidence about it and (for bounces and delays)
 /// the verdict. The JSON shape of this struct is a contract read by the scorer and the ledger:
 /// keys may be added, never renamed.
@@ -136,7 +214,7 @@ pub struct Recipient {
     /// full address, else Final-Recipient, else the address the notice names.
     pub address: String,
     /// RFC 3464 Action: failed, delayed, delivered, relayed, expanded (or null).
-    pub action: Option<String>,
+    pub action: Option<Action>,
     pub label: Option<Label>,
     pub reason: Option<Reason>,
     /// Enhanced status code (RFC 3463), e.g. `5.1.1`.

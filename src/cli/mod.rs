@@ -6,7 +6,9 @@ mod explain;
 mod ingest;
 mod poll;
 mod reactivate;
+mod rebuild;
 mod reclassify;
+mod show_raw;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -53,13 +55,29 @@ pub enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
-    /// Re-run the analysis on stored messages and rebuild events and the projection.
+    /// Re-run the analysis on stored messages that an older rule table (or parser) decided,
+    /// and rebuild events and the projection.
     Reclassify {
         #[command(flatten)]
         ledger: LedgerArgs,
         /// Only messages received on or after this date (2026-11-01, or a full time).
         #[arg(long)]
         since: Option<String>,
+        /// Every stored message, not only those an older rule table decided.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Replay the whole projection (addresses, state changes, pauses) from the events.
+    Rebuild {
+        #[command(flatten)]
+        ledger: LedgerArgs,
+    },
+    /// Print a stored message as it arrived (the ledger keeps it compressed).
+    ShowRaw {
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        /// The message's id (`messages.id`, the `message` column of the views).
+        id: i64,
     },
     /// Show an address's state, its evidence and every state change with its rule.
     Explain {
@@ -111,7 +129,7 @@ impl LedgerArgs {
     pub fn open(&self) -> anyhow::Result<(Config, Ledger)> {
         let config = Config::load_or_default(self.config.as_deref())?;
         let path = config.database_path(self.db.as_deref());
-        let ledger = Ledger::open(&path, config.policy.clone())?;
+        let ledger = Ledger::open(&path, config.policy.clone(), config.rules().fingerprint())?;
         Ok((config, ledger))
     }
 
@@ -125,7 +143,7 @@ impl LedgerArgs {
             "no ledger at {} (run rebound ingest first, or pass --db)",
             path.display()
         );
-        let ledger = Ledger::open(&path, config.policy.clone())?;
+        let ledger = Ledger::open(&path, config.policy.clone(), config.rules().fingerprint())?;
         Ok((config, ledger))
     }
 }
@@ -141,11 +159,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             paths,
         } => {
-            crate::config::Config::load_or_default(config.as_deref())?;
-            classify::run(&paths, json)
+            let config = crate::config::Config::load_or_default(config.as_deref())?;
+            classify::run(&paths, json, &config.rules())
         }
         Command::Ingest { ledger, paths } => ingest::run(&ledger, &paths),
-        Command::Reclassify { ledger, since } => reclassify::run(&ledger, since.as_deref()),
+        Command::Reclassify { ledger, since, all } => {
+            reclassify::run(&ledger, since.as_deref(), all)
+        }
+        Command::Rebuild { ledger } => rebuild::run(&ledger),
+        Command::ShowRaw { ledger, id } => show_raw::run(&ledger, id),
         Command::Explain { ledger, address } => explain::run(&ledger, &address),
         Command::Reactivate {
             ledger,

@@ -3,18 +3,18 @@
 //! one could not be reached, authenticated, locked or read to the end (the others are still
 //! done).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 
 use crate::config::Config;
-use crate::imap::{
-    self, Action, DryRun, FolderProgress, MailboxConfig, MailboxReport, PollOptions, SharedStore,
-};
-use crate::ledger::{Ledger, RunSummary};
+use crate::imap::{self, Action, MailboxConfig, MailboxReport, PollOptions, Sink};
+use crate::ingest;
+use crate::ledger::{FolderState, Ledger, RunSummary};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PollArgs {
@@ -89,6 +89,7 @@ pub fn run(args: &PollArgs, dry_run: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// Polls every mailbox concurrently, one task each, and returns their reports in config order.
+/// One writer thread stores what every task reads (see `crate::ingest`).
 async fn poll_all(
     cfg: &Config,
     mailboxes: &[MailboxConfig],
@@ -96,10 +97,14 @@ async fn poll_all(
     dry_run: bool,
     lock_wait: Duration,
 ) -> anyhow::Result<Vec<MailboxReport>> {
-    let ledger = if dry_run {
-        None
+    let rules = cfg.rules();
+    let (sink, thread) = if dry_run {
+        (
+            Sink::DryRun(Arc::new(dry_run_progress(db_path, mailboxes)?)),
+            None,
+        )
     } else {
-        let ledger = Ledger::open(db_path, cfg.policy.clone())?;
+        let ledger = Ledger::open(db_path, cfg.policy.clone(), rules.fingerprint())?;
         // Moved or deleted messages exist only in the ledger once acted on: their commits
         // must survive a power cut (see Ledger::sync_every_commit).
         ledger.sync_every_commit(
@@ -107,20 +112,18 @@ async fn poll_all(
                 .iter()
                 .any(|m| matches!(m.action, Action::Move | Action::Delete)),
         )?;
-        Some(Arc::new(Mutex::new(ledger)))
-    };
-    let store: SharedStore = match &ledger {
-        Some(l) => l.clone(),
-        None => Arc::new(Mutex::new(dry_run_store(cfg, db_path, mailboxes)?)),
+        let (writer, thread) = ingest::writer::start(ledger)?;
+        (Sink::Ledger(writer), Some(thread))
     };
     let mut tasks = Vec::new();
     for mb in mailboxes.iter().cloned() {
-        let (store, ledger, db_path) = (store.clone(), ledger.clone(), db_path.to_path_buf());
+        let (sink, rules, db_path) = (sink.clone(), rules.clone(), db_path.to_path_buf());
         tasks.push(tokio::spawn(async move {
             let opts = PollOptions { dry_run };
-            let Some(ledger) = ledger else {
-                return imap::poll_mailbox(&mb, store, &opts).await;
+            let Sink::Ledger(writer) = &sink else {
+                return imap::poll_mailbox(&mb, sink.clone(), rules, &opts).await;
             };
+            let writer = writer.clone();
             let lock = match imap::lock::acquire(&db_path, &mb.name, lock_wait).await {
                 Ok(l) => l,
                 Err(e) => {
@@ -130,10 +133,10 @@ async fn poll_all(
                     return r;
                 }
             };
-            let run = ledger.lock().unwrap().start_run(&mb.name);
-            let report = imap::poll_mailbox(&mb, store, &opts).await;
+            let run = writer.start_run(&mb.name).await;
+            let report = imap::poll_mailbox(&mb, sink, rules, &opts).await;
             if let Ok(id) = run
-                && let Err(e) = ledger.lock().unwrap().finish_run(id, &summary(&report))
+                && let Err(e) = writer.finish_run(id, summary(&report)).await
             {
                 tracing::error!(mailbox = %mb.name, error = %e, "could not record the run");
             }
@@ -141,6 +144,7 @@ async fn poll_all(
             report
         }));
     }
+    drop(sink);
     let mut reports = Vec::new();
     for (task, mb) in tasks.into_iter().zip(mailboxes) {
         reports.push(task.await.unwrap_or_else(|e| {
@@ -150,42 +154,46 @@ async fn poll_all(
             r
         }));
     }
+    if let Some(thread) = thread {
+        // Every handle on the writer is gone with the tasks: it finishes what it was sent.
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .map_err(|e| anyhow::anyhow!("the ledger writer: {e}"))??;
+    }
     Ok(reports)
 }
 
 /// A dry run starts from the ledger's progress when there is a ledger, without opening it for
 /// writing (opening would create or migrate it).
-fn dry_run_store(
-    cfg: &Config,
+fn dry_run_progress(
     db_path: &Path,
     mailboxes: &[MailboxConfig],
-) -> anyhow::Result<DryRun> {
-    let mut store = DryRun::default();
+) -> anyhow::Result<HashMap<(String, String), FolderState>> {
+    let mut progress = HashMap::new();
     if !db_path.exists() {
-        return Ok(store);
+        return Ok(progress);
     }
     let conn =
         rusqlite::Connection::open_with_flags(db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .with_context(|| format!("opening {} read-only", db_path.display()))?;
-    let _ = cfg;
     for mb in mailboxes {
         for folder in mb.folders() {
             let row = conn.query_row(
                 "SELECT uidvalidity, last_uid FROM imap_folders WHERE mailbox = ?1 AND folder = ?2",
                 [&mb.name, &folder],
                 |r| {
-                    Ok(FolderProgress {
+                    Ok(FolderState {
                         uidvalidity: r.get(0)?,
                         last_uid: r.get(1)?,
                     })
                 },
             );
             if let Ok(p) = row {
-                store.progress.insert((mb.name.clone(), folder), p);
+                progress.insert((mb.name.clone(), folder), p);
             }
         }
     }
-    Ok(store)
+    Ok(progress)
 }
 
 /// The ledger's `runs` row for a mailbox report.

@@ -1,13 +1,14 @@
-//! `rebound reclassify [--since DATE]`: re-run the analysis on the stored raw messages and
+//! `rebound reclassify [--since DATE] [--all]`: re-run the analysis, with the config's rule
+//! table, on the stored messages an older table (or parser) decided (`--all`: every one), and
 //! rebuild events and projection in one transaction, printing what changed.
 
 use std::process::ExitCode;
 
 use super::LedgerArgs;
 
-pub fn run(args: &LedgerArgs, since: Option<&str>) -> anyhow::Result<ExitCode> {
-    let (_, mut ledger) = args.open_existing()?;
-    let report = ledger.reclassify(since)?;
+pub fn run(args: &LedgerArgs, since: Option<&str>, all: bool) -> anyhow::Result<ExitCode> {
+    let (config, mut ledger) = args.open_existing()?;
+    let report = ledger.reclassify(&config.rules(), since, all)?;
     print!("{report}");
     Ok(ExitCode::SUCCESS)
 }

@@ -3,10 +3,11 @@
 //! SIGINT or SIGTERM. Every round that finds something prints its line and records a `runs` row.
 
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::imap::{self, SharedStore};
+use crate::imap::{self, Sink};
+use crate::ingest;
 use crate::ledger::Ledger;
 
 use super::poll::{PollArgs, load, summary};
@@ -14,8 +15,10 @@ use super::poll::{PollArgs, load, summary};
 pub fn run(args: &PollArgs) -> anyhow::Result<ExitCode> {
     let (cfg, mailboxes, db_path) = load(&args.config, args.db.as_deref(), &args.mailbox)?;
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async move {
-        let ledger = Arc::new(Mutex::new(Ledger::open(&db_path, cfg.policy.clone())?));
+    let rules = cfg.rules();
+    let ledger = Ledger::open(&db_path, cfg.policy.clone(), rules.fingerprint())?;
+    let (writer, thread) = ingest::writer::start(ledger)?;
+    let code = runtime.block_on(async move {
         // Hold every mailbox's lock for the whole watch: a timer-driven poll would wait, then
         // skip with a clear message. Taken here, once per mailbox, so that the folder tasks of
         // this process never wait for each other.
@@ -26,17 +29,24 @@ pub fn run(args: &PollArgs) -> anyhow::Result<ExitCode> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
         for mb in mailboxes.clone() {
-            let store: SharedStore = ledger.clone();
-            let ledger = ledger.clone();
+            let sink = Sink::Ledger(writer.clone());
+            let recorder = writer.clone();
             let on_report: imap::watch::OnReport = Arc::new(move |report: imap::MailboxReport| {
                 println!("{}", report.line());
-                let l = ledger.lock().unwrap();
-                if let Err(e) = l.start_run(&report.mailbox).and_then(|id| l.finish_run(id, &summary(&report))) {
-                    tracing::error!(mailbox = %report.mailbox, error = %e, "could not record the run");
-                }
+                let recorder = recorder.clone();
+                tokio::spawn(async move {
+                    let recorded = match recorder.start_run(&report.mailbox).await {
+                        Ok(id) => recorder.finish_run(id, summary(&report)).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = recorded {
+                        tracing::error!(mailbox = %report.mailbox, error = %e, "could not record the run");
+                    }
+                });
             });
-            tasks.push(tokio::spawn(imap::watch::watch_mailbox(mb, store, stop_rx.clone(), on_report)));
+            tasks.push(tokio::spawn(imap::watch::watch_mailbox(mb, sink, rules.clone(), stop_rx.clone(), on_report)));
         }
+        drop(writer);
         eprintln!("rebound: watching {} mailbox(es); SIGINT or SIGTERM to stop", mailboxes.len());
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
@@ -48,9 +58,13 @@ pub fn run(args: &PollArgs) -> anyhow::Result<ExitCode> {
         let all = futures::future::join_all(tasks);
         if tokio::time::timeout(Duration::from_secs(15), all).await.is_err() {
             eprintln!("rebound: some mailboxes did not stop within 15 s");
-            return Ok(ExitCode::from(1));
+            return Ok::<_, anyhow::Error>(ExitCode::from(1));
         }
         drop(locks);
-        Ok(ExitCode::SUCCESS)
-    })
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })?;
+    // Every handle on the writer is gone with the tasks: it finishes what it was sent.
+    drop(runtime);
+    thread.join()?;
+    Ok(code)
 }

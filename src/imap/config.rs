@@ -47,6 +47,11 @@ pub struct MailboxConfig {
     /// UIDs fetched per `UID FETCH` command (bounds memory and the work lost on a failure).
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// ...and at most this many bytes of mail per batch (by the messages' `RFC822.SIZE`; a
+    /// single larger message is a batch of its own), so that memory stays bounded whatever the
+    /// mailbox holds.
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: u64,
     /// Seconds any single IMAP call (or one message of a fetch) may take.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
@@ -152,6 +157,9 @@ fn default_max_message_bytes() -> u64 {
 }
 fn default_batch_size() -> usize {
     500
+}
+fn default_batch_bytes() -> u64 {
+    16 * 1024 * 1024
 }
 fn default_timeout_secs() -> u64 {
     60

@@ -5,12 +5,14 @@
 //! one that was stored but whose post-processing action a crash interrupted. Re-reading such a
 //! message is harmless: the ledger recognises it and only the action is applied again.
 //!
-//! Bodies are fetched with `BODY.PEEK[]` (never setting `\Seen`) one batch of UIDs at a time, and
-//! streamed message by message, so memory is bounded by one batch's worst message, not by the
-//! folder. Messages above the size limit are found with `SEARCH LARGER` and only their header is
+//! The candidates' sizes (`RFC822.SIZE`) are fetched first, so that batches are bounded in
+//! bytes as well as in count: a mailbox of 20 MB messages is read a message or two per batch, a
+//! mailbox of small bounces hundreds per batch, and a poll's memory does not depend on what is
+//! in the folder. Bodies are fetched with `BODY.PEEK[]` (never setting `\Seen`) one batch at a
+//! time and streamed message by message. Messages above the size limit get only their header
 //! fetched.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Context;
 use async_imap::types::Fetch;
@@ -45,16 +47,14 @@ pub fn plan(last_uid: u32, uid_next: Option<u32>, keyword: Option<&str>) -> Plan
     }
 }
 
-/// Runs the plan's searches: returns the sorted candidate UIDs and which of them exceed
-/// `max_bytes`.
+/// Runs the plan's search: returns the sorted candidate UIDs and their sizes (`RFC822.SIZE`).
 pub async fn candidates(
     session: &mut Session,
     plan: &Plan,
-    max_bytes: u64,
     limit: std::time::Duration,
-) -> anyhow::Result<(Vec<u32>, HashSet<u32>)> {
+) -> anyhow::Result<(Vec<u32>, HashMap<u32, u64>)> {
     let Some(query) = &plan.query else {
-        return Ok((Vec::new(), HashSet::new()));
+        return Ok((Vec::new(), HashMap::new()));
     };
     let found = timed(
         limit,
@@ -64,17 +64,56 @@ pub async fn candidates(
     .await?;
     let mut uids: Vec<u32> = found.into_iter().filter(|&u| u > plan.above).collect();
     uids.sort_unstable();
+    let mut sizes = HashMap::with_capacity(uids.len());
     if uids.is_empty() {
-        return Ok((uids, HashSet::new()));
+        return Ok((uids, sizes));
     }
-    let large_query = format!("LARGER {max_bytes} ({query})");
-    let large = timed(
-        limit,
-        &format!("UID SEARCH {large_query}"),
-        session.uid_search(&large_query),
-    )
-    .await?;
-    Ok((uids, large))
+    let set = uid_set(&uids);
+    let what = format!("UID FETCH {set} (RFC822.SIZE)");
+    let mut stream = timed(limit, &what, session.uid_fetch(&set, "(UID RFC822.SIZE)")).await?;
+    while let Some(f) = timed(limit, &what, stream.try_next()).await? {
+        if let (Some(uid), Some(size)) = (f.uid, f.size) {
+            sizes.insert(uid, u64::from(size));
+        }
+    }
+    Ok((uids, sizes))
+}
+
+/// What a header-only message is counted as in a batch's bytes (its size is the body's).
+const HEADER_BYTES: u64 = 64 * 1024;
+
+/// Splits sorted UIDs into batches of at most `max_count` messages and, unless a single
+/// message is larger, `max_bytes` bytes (by `RFC822.SIZE`; a message of unknown size counts as
+/// `max_bytes / max_count`). Oversized messages (`large`) count as their header.
+pub fn batches(
+    uids: &[u32],
+    sizes: &HashMap<u32, u64>,
+    large: &HashSet<u32>,
+    max_count: usize,
+    max_bytes: u64,
+) -> Vec<Vec<u32>> {
+    let max_count = max_count.max(1);
+    let unknown = max_bytes / max_count as u64;
+    let mut out: Vec<Vec<u32>> = Vec::new();
+    let mut bytes = 0u64;
+    for &uid in uids {
+        let cost = match (large.contains(&uid), sizes.get(&uid)) {
+            (true, s) => s.copied().unwrap_or(HEADER_BYTES).min(HEADER_BYTES),
+            (false, Some(&s)) => s,
+            (false, None) => unknown,
+        };
+        match out.last_mut() {
+            Some(b) if b.len() < max_count && bytes + cost <= max_bytes => {
+                b.push(uid);
+                bytes += cost;
+            }
+            _ => {
+                out.push(vec![uid]);
+                bytes = cost;
+            }
+        }
+    }
+    out
 }
 
 /// Compresses sorted UIDs into an IMAP sequence set: `1:3,7,9:10`.
@@ -179,6 +218,22 @@ mod tests {
         assert_eq!(
             runs(&[1, 2, 3, 4, 5], &large),
             vec![(false, vec![1, 2]), (true, vec![3, 4]), (false, vec![5])]
+        );
+    }
+
+    #[test]
+    fn batches_are_bounded_in_count_and_bytes() {
+        let uids: Vec<u32> = (1..=10).collect();
+        let mut sizes: HashMap<u32, u64> = uids.iter().map(|&u| (u, 1_000)).collect();
+        sizes.insert(4, 20_000_000);
+        sizes.insert(5, 20_000_000);
+        sizes.insert(9, 90_000_000);
+        let large: HashSet<u32> = [9].into();
+        let b = batches(&uids, &sizes, &large, 3, 16_000_000);
+        assert_eq!(
+            b,
+            vec![vec![1, 2, 3], vec![4], vec![5], vec![6, 7, 8], vec![9, 10]],
+            "a 20 MB message is a batch of its own; an oversized one counts as its header"
         );
     }
 

@@ -35,9 +35,9 @@ pub mod fetch;
 pub mod folder_name;
 pub mod lock;
 pub mod poll;
-pub mod store;
+pub mod sink;
 pub mod watch;
 
 pub use config::{Action, Auth, MailboxConfig, MoveTo, Tls};
-pub use poll::{MailboxReport, PollOptions, SharedStore, poll_mailbox};
-pub use store::{DryRun, Fetched, FolderProgress, MessageOrigin, Store, Stored};
+pub use poll::{MailboxReport, PollOptions, poll_mailbox};
+pub use sink::Sink;

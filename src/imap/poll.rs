@@ -3,7 +3,7 @@
 //! session is recorded as `unparsed` and skipped instead of blocking the mailbox forever.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -15,11 +15,11 @@ use super::config::MailboxConfig;
 use super::connect::{self, Session, timed};
 use super::fetch;
 use super::folder_name;
-use super::store::{self, Fetched, MessageOrigin, Store, Stored};
+use super::sink::{Sink, Submitted};
+use crate::analysis::rules::RuleSet;
 use crate::analysis::{Kind, Label};
-
-/// The store shared by the tasks of one run (SQLite writes are serialised anyway).
-pub type SharedStore = Arc<Mutex<dyn Store>>;
+use crate::ingest::{self, Message};
+use crate::ledger::{Origin, Outcome};
 
 /// What one poll of one mailbox did: the line printed per mailbox and the `runs` row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,7 +63,7 @@ impl MailboxReport {
         self.kinds.get(&kind).copied().unwrap_or(0)
     }
 
-    fn count(&mut self, stored: &Stored) {
+    fn count(&mut self, stored: &Outcome) {
         if stored.duplicate {
             self.duplicates += 1;
             return;
@@ -134,7 +134,8 @@ struct Poison {
 /// for its whole life.
 pub struct Worker {
     cfg: MailboxConfig,
-    store: SharedStore,
+    sink: Sink,
+    rules: Arc<RuleSet>,
     opts: PollOptions,
     poison: Poison,
     /// The message a failure of the current session is blamed on.
@@ -143,11 +144,12 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(cfg: MailboxConfig, store: SharedStore, opts: PollOptions) -> Worker {
+    pub fn new(cfg: MailboxConfig, sink: Sink, rules: Arc<RuleSet>, opts: PollOptions) -> Worker {
         let report = MailboxReport::new(&cfg.name);
         Worker {
             cfg,
-            store,
+            sink,
+            rules,
             opts,
             poison: Poison::default(),
             position: None,
@@ -231,11 +233,10 @@ impl Worker {
         let Some(uidvalidity) = mb.uid_validity else {
             bail!("the server sent no UIDVALIDITY for {folder}")
         };
-        let progress = self
-            .store
-            .lock()
-            .unwrap()
-            .folder_progress(&cfg.name, folder)?;
+        let progress = self.sink.folder_state(&cfg.name, folder).await?;
+        let stream = (cfg.name.clone(), folder.to_string());
+        // A new session: whatever stopped this folder's batches in an earlier one is over.
+        self.sink.resume(stream.clone()).await;
         let last_uid = match progress {
             Some(p) if p.uidvalidity == uidvalidity => p.last_uid,
             Some(p) => {
@@ -254,15 +255,22 @@ impl Worker {
                 .iter()
                 .any(|f| matches!(f, Flag::Custom(c) if c == kw));
         let plan = fetch::plan(last_uid, mb.uid_next, keywords.then_some(kw));
-        let (uids, large) = fetch::candidates(session, &plan, cfg.max_message_bytes, limit).await?;
-        tracing::info!(mailbox = %cfg.name, folder, uidvalidity, last_uid, candidates = uids.len(), oversized = large.len(), "search done");
+        let (uids, sizes) = fetch::candidates(session, &plan, limit).await?;
+        let large: HashSet<u32> = uids
+            .iter()
+            .copied()
+            .filter(|u| sizes.get(u).is_some_and(|&s| s > cfg.max_message_bytes))
+            .collect();
+        let batches = fetch::batches(&uids, &sizes, &large, cfg.batch_size, cfg.batch_bytes);
+        tracing::info!(mailbox = %cfg.name, folder, uidvalidity, last_uid, candidates = uids.len(), oversized = large.len(), batches = batches.len(), "search done");
 
-        // A pipeline: batch k+1 is analysed as soon as it is fetched, while batch k is written;
-        // it is written (on its own thread, while batch k's action runs and batch k+2 is
-        // fetched) only once batch k is committed. So the ledger and the watermark always run
-        // ahead of the action, never behind it, and batches are written in UID order.
-        let mut ingesting: Option<Ingesting> = None;
-        for batch in uids.chunks(cfg.batch_size.max(1)) {
+        // A pipeline: batch k+1 is fetched and prepared (analysed, compressed) while batch k is
+        // written by the writer thread; batch k's action is applied only once it is committed,
+        // while batch k+1 is being written. Batches of a folder are written in UID order, and
+        // one that fails stops those queued behind it, so the ledger and the watermark always
+        // run ahead of the action, never behind it.
+        let mut in_flight: Option<InFlight> = None;
+        for batch in &batches {
             let mut fetched = Batch::default();
             let started = Instant::now();
             let result = self
@@ -272,25 +280,22 @@ impl Worker {
             if let Err(e) = result {
                 // Keep what was read before the failure: the retry starts after it.
                 let position = self.position.take();
-                if let Some(previous) = ingesting.take() {
-                    self.finish(previous, folder)?;
+                if let Some(previous) = in_flight.take() {
+                    self.finish(previous, folder).await?;
                 }
-                let partial = self.start(fetched);
-                partial.go();
-                self.finish(partial, folder)?;
+                let partial = self.submit(fetched, &stream).await?;
+                self.finish(partial, folder).await?;
                 self.position = position;
                 return Err(e);
             }
-            let next = self.start(fetched);
-            let done = ingesting
-                .take()
-                .map(|previous| self.finish(previous, folder))
-                .transpose()?;
+            let next = self.submit(fetched, &stream).await?;
+            let prepared_at = Instant::now();
+            let done = match in_flight.take() {
+                Some(previous) => Some(self.finish(previous, folder).await?),
+                None => None,
+            };
             self.position = None;
             let finished_at = Instant::now();
-            // The previous batch is committed: this one may be written while the previous
-            // one's action runs (each batch is still stored before its own action).
-            next.go();
             if let Some(done) = done
                 && !self.opts.dry_run
                 && let Err(e) = action::apply(session, cfg, caps, folders, &done, keywords).await
@@ -298,21 +303,22 @@ impl Worker {
                 // This batch may be committing already: wait for it and count what it stored,
                 // so that the report and the `runs` row match the ledger. The failure is the
                 // action's, so no message is blamed for it.
-                let _ = self.finish(next, folder);
+                let _ = self.finish(next, folder).await;
                 self.position = None;
                 return Err(e).with_context(|| format!("applying action {:?}", cfg.action));
             }
             tracing::debug!(
                 messages = batch.len(),
                 fetch_ms = (fetched_at - started).as_millis() as u64,
-                wait_ms = (finished_at - fetched_at).as_millis() as u64,
+                prepare_ms = (prepared_at - fetched_at).as_millis() as u64,
+                wait_ms = (finished_at - prepared_at).as_millis() as u64,
                 action_ms = finished_at.elapsed().as_millis() as u64,
-                "batch fetched, previous one stored and acted on"
+                "batch fetched and prepared, previous one stored and acted on"
             );
-            ingesting = Some(next);
+            in_flight = Some(next);
         }
-        if let Some(last) = ingesting.take() {
-            let done = self.finish(last, folder)?;
+        if let Some(last) = in_flight.take() {
+            let done = self.finish(last, folder).await?;
             if !self.opts.dry_run {
                 action::apply(session, cfg, caps, folders, &done, keywords)
                     .await
@@ -345,17 +351,12 @@ impl Worker {
                         self.poison.last_error
                     );
                     out.notes.push(Note::Poison(error.clone()));
-                    out.fetched.push(Fetched {
-                        origin: MessageOrigin {
-                            mailbox: cfg.name.clone(),
-                            folder: folder.to_string(),
-                            uidvalidity,
-                            uid: first,
-                            internal_date: None,
-                        },
-                        raw: Vec::new(),
-                        failed: Some(error),
-                    });
+                    out.uids.push(first);
+                    out.fetched.push(Message::failed(
+                        Vec::new(),
+                        Origin::imap(&cfg.name, folder, uidvalidity, first, None),
+                        error,
+                    ));
                     pending = &pending[1..];
                     continue;
                 }
@@ -378,6 +379,7 @@ impl Worker {
                     if now.binary_search(&uid).is_err() || !seen.insert(uid) {
                         return Ok(()); // an unsolicited FETCH (a flag change): not an answer
                     }
+                    out.uids.push(uid);
                     out.fetched
                         .push(fetched(&f, uid, header_only, cfg, folder, uidvalidity));
                     out.notes.push(if header_only {
@@ -399,77 +401,38 @@ impl Worker {
         Ok(())
     }
 
-    /// Starts analysing a fetched batch on its own thread; it is written once [`Ingesting::go`]
-    /// says so, and not at all when the go-ahead is dropped instead (an earlier batch failed:
-    /// the watermark must not pass it).
-    fn start(&self, batch: Batch) -> Ingesting {
-        let store = self.store.clone();
-        let Batch { fetched, notes } = batch;
-        let uids = fetched.iter().map(|f| f.origin.uid).collect();
-        let n = fetched.len();
-        let (go, wait) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("ledger-batch".into())
-            .spawn(move || {
-                let started = Instant::now();
-                let analysed = store::analyse(&fetched);
-                let analysed_at = Instant::now();
-                if wait.recv().is_err() {
-                    return fetched
-                        .iter()
-                        .map(|_| {
-                            Err(anyhow::anyhow!(
-                                "not stored: an earlier batch of its folder failed"
-                            ))
-                        })
-                        .collect();
-                }
-                let go_at = Instant::now();
-                let results = store.lock().unwrap().ingest_analysed(&fetched, &analysed);
-                // Where a batch's time goes (`RUST_LOG=rebound::imap::poll=debug`): analysis, waiting
-                // for the previous batch's commit and action, writing.
-                tracing::debug!(
-                    messages = fetched.len(),
-                    analysis_ms = (analysed_at - started).as_millis() as u64,
-                    wait_ms = (go_at - analysed_at).as_millis() as u64,
-                    write_ms = go_at.elapsed().as_millis() as u64,
-                    "batch stored"
-                );
-                results
-            });
-        let thread = match thread {
-            Ok(thread) => thread,
-            Err(e) => {
-                // Nothing was started: the batch fails as a whole, and the session with it.
-                let error = format!("could not start the ledger thread: {e}");
-                std::thread::spawn(move || {
-                    (0..n).map(|_| Err(anyhow::anyhow!("{error}"))).collect()
-                })
-            }
-        };
-        Ingesting {
-            thread,
-            go: Some(go),
+    /// Prepares a fetched batch on the analysis threads and queues it for the writer.
+    async fn submit(&self, batch: Batch, stream: &ingest::Stream) -> anyhow::Result<InFlight> {
+        let Batch {
+            fetched,
             uids,
             notes,
-        }
+        } = batch;
+        let rules = self.rules.clone();
+        let prepared = tokio::task::spawn_blocking(move || ingest::prepare(fetched, &rules))
+            .await
+            .map_err(|e| anyhow::anyhow!("preparing a batch failed: {e}"))?;
+        let submitted = self.sink.submit(prepared, stream.clone()).await;
+        Ok(InFlight {
+            submitted,
+            uids,
+            notes,
+        })
     }
 
     /// Waits for a batch to be stored and counts it; returns what its action applies to. The
     /// first message that could not be stored fails the session (and is blamed for it).
-    fn finish(&mut self, ingesting: Ingesting, folder: &str) -> anyhow::Result<Vec<(u32, Kind)>> {
-        let Ingesting {
-            thread,
-            go,
+    async fn finish(
+        &mut self,
+        in_flight: InFlight,
+        folder: &str,
+    ) -> anyhow::Result<Vec<(u32, Kind)>> {
+        let InFlight {
+            submitted,
             uids,
             notes,
-        } = ingesting;
-        if let Some(go) = go {
-            let _ = go.send(());
-        }
-        let results = thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("the ledger writer panicked"))?;
+        } = in_flight;
+        let results = submitted.wait().await?;
         let mut done = Vec::with_capacity(results.len());
         for ((uid, note), result) in uids.into_iter().zip(notes).zip(results) {
             let stored = match result {
@@ -497,17 +460,9 @@ impl Worker {
 /// What a fetched batch holds, in UID order.
 #[derive(Default)]
 struct Batch {
-    fetched: Vec<Fetched>,
+    fetched: Vec<Message>,
+    uids: Vec<u32>,
     notes: Vec<Note>,
-}
-
-impl Ingesting {
-    /// Everything before this batch is committed: it may be written.
-    fn go(&self) {
-        if let Some(go) = &self.go {
-            let _ = go.send(());
-        }
-    }
 }
 
 /// Why a message of a batch is stored as failed, for the report.
@@ -517,11 +472,9 @@ enum Note {
     Poison(String),
 }
 
-/// A batch being analysed, then stored, by its own thread.
-struct Ingesting {
-    thread: std::thread::JoinHandle<Vec<anyhow::Result<Stored>>>,
-    /// The go-ahead to write, once everything before the batch is committed.
-    go: Option<std::sync::mpsc::Sender<()>>,
+/// A batch handed to the sink, with what its outcomes are counted against.
+struct InFlight {
+    submitted: Submitted,
     uids: Vec<u32>,
     notes: Vec<Note>,
 }
@@ -530,10 +483,11 @@ struct Ingesting {
 /// report says what happened, so one bad mailbox cannot stop the others.
 pub async fn poll_mailbox(
     cfg: &MailboxConfig,
-    store: SharedStore,
+    sink: Sink,
+    rules: Arc<RuleSet>,
     opts: &PollOptions,
 ) -> MailboxReport {
-    let mut worker = Worker::new(cfg.clone(), store, opts.clone());
+    let mut worker = Worker::new(cfg.clone(), sink, rules, opts.clone());
     let attempts = cfg.attempts.max(1);
     let mut attempt = 0;
     let mut budget = attempts;
@@ -584,8 +538,8 @@ pub async fn open(cfg: &MailboxConfig) -> anyhow::Result<Session> {
     auth::login(client, cfg).await
 }
 
-/// A fetched message as the store takes it: the whole message, or its header only (too large,
-/// or the server sent no body) to be stored as `unparsed` with the reason.
+/// A fetched message as the pipeline takes it: the whole message, or its header only (too
+/// large, or the server sent no body) to be stored as `unparsed` with the reason.
 fn fetched(
     f: &Fetch,
     uid: u32,
@@ -593,14 +547,14 @@ fn fetched(
     cfg: &MailboxConfig,
     folder: &str,
     uidvalidity: u32,
-) -> Fetched {
-    let origin = MessageOrigin {
-        mailbox: cfg.name.clone(),
-        folder: folder.to_string(),
+) -> Message {
+    let origin = Origin::imap(
+        &cfg.name,
+        folder,
         uidvalidity,
         uid,
-        internal_date: f.internal_date().map(|d| d.to_rfc3339()),
-    };
+        f.internal_date().map(|d| d.to_rfc3339()),
+    );
     let header = || f.header().unwrap_or_default().to_vec();
     if header_only {
         let size = f.size.map(|s| s.to_string()).unwrap_or_else(|| "?".into());
@@ -608,22 +562,14 @@ fn fetched(
             "message of {size} bytes exceeds max_message_bytes = {}: only its header was stored",
             cfg.max_message_bytes
         );
-        return Fetched {
-            origin,
-            raw: header(),
-            failed: Some(error),
-        };
+        return Message::failed(header(), origin, error);
     }
     match f.body() {
-        Some(raw) => Fetched {
+        Some(raw) => Message::new(raw.to_vec(), origin),
+        None => Message::failed(
+            header(),
             origin,
-            raw: raw.to_vec(),
-            failed: None,
-        },
-        None => Fetched {
-            origin,
-            raw: header(),
-            failed: Some("the server returned no body for this message".into()),
-        },
+            "the server returned no body for this message",
+        ),
     }
 }

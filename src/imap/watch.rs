@@ -25,7 +25,9 @@ use tokio::sync::watch::Receiver;
 use super::action::{Capabilities, Folders};
 use super::config::MailboxConfig;
 use super::connect::{Session, timed};
-use super::poll::{MailboxReport, PollOptions, SharedStore, Worker, backoff, open};
+use super::poll::{MailboxReport, PollOptions, Worker, backoff, open};
+use super::sink::Sink;
+use crate::analysis::rules::RuleSet;
 
 /// Longest IDLE before re-issuing it (RFC 2177 asks clients to re-IDLE within 29 minutes).
 const MAX_IDLE: Duration = Duration::from_secs(29 * 60);
@@ -36,7 +38,8 @@ pub type OnReport = Arc<dyn Fn(MailboxReport) + Send + Sync>;
 /// Watches every folder of one mailbox until `shutdown` turns true, one task per folder.
 pub async fn watch_mailbox(
     cfg: MailboxConfig,
-    store: SharedStore,
+    sink: Sink,
+    rules: Arc<RuleSet>,
     shutdown: Receiver<bool>,
     on_report: OnReport,
 ) {
@@ -50,7 +53,8 @@ pub async fn watch_mailbox(
             };
             tokio::spawn(watch_folder(
                 one,
-                store.clone(),
+                sink.clone(),
+                rules.clone(),
                 shutdown.clone(),
                 on_report.clone(),
             ))
@@ -67,12 +71,13 @@ pub async fn watch_mailbox(
 /// Watches the single folder of `cfg` (see [`watch_mailbox`]) until `shutdown` turns true.
 async fn watch_folder(
     cfg: MailboxConfig,
-    store: SharedStore,
+    sink: Sink,
+    rules: Arc<RuleSet>,
     mut shutdown: Receiver<bool>,
     on_report: OnReport,
 ) {
     let folder = cfg.folders()[0].clone();
-    let mut worker = Worker::new(cfg.clone(), store, PollOptions::default());
+    let mut worker = Worker::new(cfg.clone(), sink, rules, PollOptions::default());
     let mut failures: u32 = 0;
     while !*shutdown.borrow() {
         match connected(&mut worker, &mut shutdown, &on_report, &mut failures).await {

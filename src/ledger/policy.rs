@@ -220,7 +220,8 @@ pub struct Fact {
     pub diagnostic: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum State {
     Active,
     Retry,
@@ -237,9 +238,21 @@ impl State {
             State::Quarantined => "quarantined",
         }
     }
+
+    pub fn parse(s: &str) -> Option<State> {
+        [
+            State::Active,
+            State::Retry,
+            State::Suppressed,
+            State::Quarantined,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SuppressionReason {
     Hard,
     Invalid,
@@ -322,80 +335,85 @@ pub fn replay_address(policy: &Policy, domain: &str, facts: &[Fact]) -> AddressP
     replay.projection(policy)
 }
 
-/// The fold of [`replay_address`] stopped after some facts: stepping it over the next ones
-/// (in order) gives exactly the replay of all of them. The ledger keeps it for addresses with
-/// many events, so that a new event that comes last costs one step, not a replay.
-#[derive(Debug, Clone)]
-pub struct AddressReplay {
-    p: AddressProjection,
+/// Where the fold of one address's events stands after some of them: everything the policy
+/// needs to go on with the next fact, and nothing it does not (the state changes so far are
+/// rows of their own). The ledger stores it with the address, so that a new event that sorts
+/// after the ones folded costs one step, not a replay of the address's history: stepping the
+/// stored fold over the next facts gives exactly the replay of all of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddressFold {
+    pub state: State,
+    pub suppression_reason: Option<SuppressionReason>,
+    pub attempts: u32,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub last_bounce_event: Option<i64>,
+    pub first_seen_at: Option<DateTime<Utc>>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub state_since: Option<DateTime<Utc>>,
+    pub state_event_id: Option<i64>,
     /// Times of the soft bounces still counting toward the limit.
-    softs: Vec<DateTime<Utc>>,
+    pub softs: Vec<DateTime<Utc>>,
     /// Whether a hard bounce was seen since the last sign of life (the quarantine is for the
     /// first).
-    hard_seen: bool,
+    pub hard_seen: bool,
 }
 
-impl Default for AddressReplay {
-    fn default() -> AddressReplay {
-        AddressReplay {
-            p: AddressProjection {
-                state: State::Active,
-                suppression_reason: None,
-                attempts: 0,
-                soft_count: 0,
-                next_retry_at: None,
-                last_bounce_event: None,
-                first_seen_at: None,
-                last_seen_at: None,
-                state_since: None,
-                state_event_id: None,
-                changes: Vec::new(),
-            },
+impl Default for AddressFold {
+    fn default() -> AddressFold {
+        AddressFold {
+            state: State::Active,
+            suppression_reason: None,
+            attempts: 0,
+            next_retry_at: None,
+            last_bounce_event: None,
+            first_seen_at: None,
+            last_seen_at: None,
+            state_since: None,
+            state_event_id: None,
             softs: Vec::new(),
             hard_seen: false,
         }
     }
 }
 
-impl AddressReplay {
-    /// The projection after the facts stepped so far.
-    pub fn projection(&self, policy: &Policy) -> AddressProjection {
-        let mut p = self.p.clone();
+impl AddressFold {
+    /// The projection of the facts folded so far, with these state changes.
+    pub fn projection(&self, policy: &Policy, changes: Vec<Change>) -> AddressProjection {
         let mut softs = self.softs.clone();
-        if let Some(last) = p.last_seen_at {
+        if let Some(last) = self.last_seen_at {
             let horizon = last - policy.count_decay.as_chrono();
             softs.retain(|t| *t > horizon);
         }
-        p.soft_count = softs.len() as u32;
-        p
+        AddressProjection {
+            state: self.state,
+            suppression_reason: self.suppression_reason,
+            attempts: self.attempts,
+            soft_count: softs.len() as u32,
+            next_retry_at: self.next_retry_at,
+            last_bounce_event: self.last_bounce_event,
+            first_seen_at: self.first_seen_at,
+            last_seen_at: self.last_seen_at,
+            state_since: self.state_since,
+            state_event_id: self.state_event_id,
+            changes,
+        }
     }
 
-    /// The state changes so far (the projection's `changes`, without a copy).
-    pub fn changes(&self) -> &[Change] {
-        &self.p.changes
-    }
-
-    /// Folds one more fact, which sorts after every fact stepped so far.
-    pub fn step(&mut self, policy: &Policy, domain: &str, f: &Fact) {
-        let p = &mut self.p;
-        let softs = &mut self.softs;
-        let hard_seen = &mut self.hard_seen;
+    /// Folds one more fact, which sorts after every fact folded so far; returns the state
+    /// change it caused, if any.
+    pub fn step(&mut self, policy: &Policy, domain: &str, f: &Fact) -> Option<Change> {
+        let p = self;
         p.first_seen_at.get_or_insert(f.time);
         p.last_seen_at = Some(f.time);
         let permanently_suppressed = p.state == State::Suppressed
             && p.suppression_reason
                 .is_some_and(SuppressionReason::is_permanent);
-        let set = |p: &mut AddressProjection, to, why, rule, detail| {
-            transition(p, f, to, why, rule, detail)
-        };
-        // A permanent reason replaces a soft-limit suppression (it says more), never another
-        // permanent one (the first fact stays the evidence).
-        let suppress = |p: &mut AddressProjection, why, rule, detail| {
-            if !permanently_suppressed {
-                transition(p, f, State::Suppressed, Some(why), rule, detail);
+        let mut change = None;
+        let mut set = |p: &mut AddressFold, to, why, rule, detail| {
+            if let Some(c) = transition(p, f, to, why, rule, detail) {
+                change = Some(c);
             }
         };
-
         match f.signal {
             Signal::Bounce(label) => {
                 p.attempts += 1;
@@ -403,11 +421,11 @@ impl AddressReplay {
                 match label {
                     Label::Hard => {
                         let quarantine = policy.quarantine_unexplicit_provider_hard
-                            && !*hard_seen
+                            && !p.hard_seen
                             && p.state != State::Suppressed
                             && policy.is_provider(domain)
                             && !policy.is_explicit_hard(f);
-                        *hard_seen = true;
+                        p.hard_seen = true;
                         if quarantine {
                             set(
                                 p,
@@ -419,27 +437,44 @@ impl AddressReplay {
                                     f.status.as_deref().unwrap_or("none")
                                 ),
                             );
-                        } else {
+                        } else if !permanently_suppressed {
+                            // A permanent reason replaces a soft-limit suppression (it says
+                            // more), never another permanent one (the first fact stays the
+                            // evidence).
                             let detail = format!(
                                 "hard bounce, status {}",
                                 f.status.as_deref().unwrap_or("none")
                             );
-                            suppress(p, SuppressionReason::Hard, "hard", detail);
+                            set(
+                                p,
+                                State::Suppressed,
+                                Some(SuppressionReason::Hard),
+                                "hard",
+                                detail,
+                            );
                         }
                     }
                     Label::Invalid => {
-                        let detail = format!(
-                            "invalid address, reason {}",
-                            f.reason.map_or("none", Reason::as_str)
-                        );
-                        suppress(p, SuppressionReason::Invalid, "invalid", detail);
+                        if !permanently_suppressed {
+                            let detail = format!(
+                                "invalid address, reason {}",
+                                f.reason.map_or("none", Reason::as_str)
+                            );
+                            set(
+                                p,
+                                State::Suppressed,
+                                Some(SuppressionReason::Invalid),
+                                "invalid",
+                                detail,
+                            );
+                        }
                     }
                     Label::Soft => {
                         let horizon = f.time - policy.count_decay.as_chrono();
-                        softs.retain(|t| *t > horizon);
-                        softs.push(f.time);
-                        let count = softs.len() as u32;
-                        let spread = f.time - softs[0];
+                        p.softs.retain(|t| *t > horizon);
+                        p.softs.push(f.time);
+                        let count = p.softs.len() as u32;
+                        let spread = f.time - p.softs[0];
                         if p.state == State::Suppressed || p.state == State::Quarantined {
                             // Counted, but a soft bounce neither lifts nor deepens these.
                         } else if count >= policy.soft_limit.max(1) {
@@ -486,21 +521,31 @@ impl AddressReplay {
                 }
             }
             Signal::UnlabelledBounce => p.attempts += 1,
-            Signal::Complaint => suppress(
-                p,
-                SuppressionReason::Complaint,
-                "complaint",
-                "spam complaint".into(),
-            ),
-            Signal::Unsubscribe => suppress(
-                p,
-                SuppressionReason::Unsubscribe,
-                "unsubscribe",
-                "unsubscribe request".into(),
-            ),
+            Signal::Complaint => {
+                if !permanently_suppressed {
+                    set(
+                        p,
+                        State::Suppressed,
+                        Some(SuppressionReason::Complaint),
+                        "complaint",
+                        "spam complaint".into(),
+                    );
+                }
+            }
+            Signal::Unsubscribe => {
+                if !permanently_suppressed {
+                    set(
+                        p,
+                        State::Suppressed,
+                        Some(SuppressionReason::Unsubscribe),
+                        "unsubscribe",
+                        "unsubscribe request".into(),
+                    );
+                }
+            }
             Signal::Alive => {
-                softs.clear();
-                *hard_seen = false;
+                p.softs.clear();
+                p.hard_seen = false;
                 if matches!(p.state, State::Retry | State::Quarantined)
                     || (p.state == State::Suppressed && !permanently_suppressed)
                 {
@@ -514,8 +559,8 @@ impl AddressReplay {
                 }
             }
             Signal::Reactivate => {
-                softs.clear();
-                *hard_seen = false;
+                p.softs.clear();
+                p.hard_seen = false;
                 set(
                     p,
                     State::Active,
@@ -526,23 +571,48 @@ impl AddressReplay {
             }
             Signal::Neutral => {}
         }
+        change
     }
 }
 
-/// Moves an address to a new state (or reason) and records the change; no-op when nothing
+/// [`AddressFold`] with the state changes it made, for a replay in memory.
+#[derive(Debug, Clone, Default)]
+pub struct AddressReplay {
+    pub fold: AddressFold,
+    changes: Vec<Change>,
+}
+
+impl AddressReplay {
+    /// The projection after the facts stepped so far.
+    pub fn projection(&self, policy: &Policy) -> AddressProjection {
+        self.fold.projection(policy, self.changes.clone())
+    }
+
+    /// The state changes so far.
+    pub fn changes(&self) -> &[Change] {
+        &self.changes
+    }
+
+    /// Folds one more fact, which sorts after every fact stepped so far.
+    pub fn step(&mut self, policy: &Policy, domain: &str, f: &Fact) {
+        self.changes.extend(self.fold.step(policy, domain, f));
+    }
+}
+
+/// Moves an address to a new state (or reason) and returns the change; none when nothing
 /// changes, so that repeated evidence does not fill the audit with noise.
 fn transition(
-    p: &mut AddressProjection,
+    p: &mut AddressFold,
     f: &Fact,
     to: State,
     why: Option<SuppressionReason>,
     rule: &'static str,
     detail: String,
-) {
+) -> Option<Change> {
     if p.state == to && p.suppression_reason == why {
-        return;
+        return None;
     }
-    p.changes.push(Change {
+    let change = Change {
         event_id: f.event_id,
         at: f.time,
         from: p.state,
@@ -550,7 +620,7 @@ fn transition(
         suppression_reason: why,
         rule,
         detail,
-    });
+    };
     p.state = to;
     p.suppression_reason = why;
     p.state_since = Some(f.time);
@@ -558,17 +628,18 @@ fn transition(
     if to != State::Retry {
         p.next_retry_at = None;
     }
+    Some(change)
 }
 
 /// One blocked or rate-limited event of a recipient domain.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PauseFact {
     pub event_id: i64,
     pub time: DateTime<Utc>,
 }
 
 /// One pause of a recipient domain.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pause {
     pub started_at: DateTime<Utc>,
     pub paused_until: DateTime<Utc>,
@@ -586,56 +657,93 @@ pub struct Pause {
 
 /// Folds the events (sorted by time) of one domain and one pause reason into its pauses.
 pub fn replay_pauses(policy: &PausePolicy, facts: &[PauseFact]) -> Vec<Pause> {
+    let mut fold = PauseFold::default();
     let mut pauses: Vec<Pause> = Vec::new();
-    if policy.threshold == 0 {
-        return pauses;
-    }
-    let mut window: std::collections::VecDeque<PauseFact> = Default::default();
     for f in facts {
-        if let Some(last) = pauses.last_mut()
+        match fold.step(policy, f) {
+            PauseStep::Counted => {}
+            PauseStep::Extended => {
+                if let (Some(last), Some(p)) = (pauses.last_mut(), &fold.last) {
+                    *last = p.clone();
+                }
+            }
+            PauseStep::Started => pauses.extend(fold.last.clone()),
+        }
+    }
+    pauses
+}
+
+/// Where the fold of one domain's (and one reason's) events stands: the events of the
+/// current window, and the last pause. The ledger stores it with the domain, so that a new
+/// event that sorts after those folded costs one step instead of re-reading the domain's
+/// history; stepping it over the next facts gives exactly [`replay_pauses`] of all of them.
+/// The window never holds more than `threshold` facts (it is emptied by every pause).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PauseFold {
+    pub window: std::collections::VecDeque<PauseFact>,
+    pub last: Option<Pause>,
+}
+
+/// What one step did to the pauses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseStep {
+    /// The event only counts in the window.
+    Counted,
+    /// The event fell inside the last pause, which now counts it.
+    Extended,
+    /// The event filled the window: a new pause (`fold.last`).
+    Started,
+}
+
+impl PauseFold {
+    /// Folds one more event, which sorts after every event folded so far.
+    pub fn step(&mut self, policy: &PausePolicy, f: &PauseFact) -> PauseStep {
+        if policy.threshold == 0 {
+            return PauseStep::Counted;
+        }
+        if let Some(last) = &mut self.last
             && f.time < last.paused_until
         {
             last.event_count += 1;
             last.last_event_id = f.event_id;
             last.last_event_at = f.time;
-            continue;
+            return PauseStep::Extended;
         }
         let horizon = f.time - policy.window.as_chrono();
-        while window.front().is_some_and(|w| w.time < horizon) {
-            window.pop_front();
+        while self.window.front().is_some_and(|w| w.time < horizon) {
+            self.window.pop_front();
         }
-        window.push_back(*f);
-        if window.len() as u32 >= policy.threshold {
-            let escalation = match pauses.last() {
-                Some(prev)
-                    if f.time - prev.paused_until <= policy.escalation_memory.as_chrono() =>
-                {
-                    prev.escalation + 1
-                }
-                _ => 0,
-            };
-            let factor = 1i64.checked_shl(escalation.min(40)).unwrap_or(i64::MAX);
-            let length = policy
-                .pause
-                .0
-                .saturating_mul(factor)
-                .min(policy.max_pause.0);
-            let first = window[0];
-            pauses.push(Pause {
-                started_at: f.time,
-                paused_until: f.time + chrono::Duration::seconds(length),
-                escalation,
-                window_events: window.len() as u32,
-                event_count: window.len() as u32,
-                first_event_id: first.event_id,
-                first_event_at: first.time,
-                last_event_id: f.event_id,
-                last_event_at: f.time,
-            });
-            window.clear();
+        self.window.push_back(*f);
+        if (self.window.len() as u32) < policy.threshold {
+            return PauseStep::Counted;
         }
+        let escalation = match &self.last {
+            Some(prev) if f.time - prev.paused_until <= policy.escalation_memory.as_chrono() => {
+                prev.escalation + 1
+            }
+            _ => 0,
+        };
+        let factor = 1i64.checked_shl(escalation.min(40)).unwrap_or(i64::MAX);
+        let length = policy
+            .pause
+            .0
+            .saturating_mul(factor)
+            .min(policy.max_pause.0);
+        let first = self.window[0];
+        self.last = Some(Pause {
+            started_at: f.time,
+            paused_until: f.time + chrono::Duration::seconds(length),
+            escalation,
+            window_events: self.window.len() as u32,
+            event_count: self.window.len() as u32,
+            first_event_id: first.event_id,
+            first_event_at: first.time,
+            last_event_id: f.event_id,
+            last_event_at: f.time,
+        });
+        self.window.clear();
+        PauseStep::Started
     }
-    pauses
 }
 
 #[cfg(test)]

@@ -1,455 +1,359 @@
-//! Rebuilding `addresses`, `state_changes` and `domain_pauses` from `events`.
+//! The projection: `addresses`, `state_changes` and `domain_pauses`, a pure function of the
+//! events under the policy, kept up to date incrementally.
 //!
-//! The projection of an address depends only on that address's events, and the pauses of a
-//! domain only on that domain's blocked / rate-limited events. So an ingest recomputes just
-//! the addresses and domains its message touched, by replaying *all* their events in
-//! `(event_time, sort_key, recipient_index)` order. A replay per address is cheap (an index
-//! range scan), and it is what makes the projection independent of ingestion order: a DSN that
-//! arrives late but happened early lands in its right place in the history.
+//! The projection of an address is the fold of its events in replay order (`event_time`, then
+//! `sort_key`, `recipient_index`, `id`), and the pauses of a recipient domain the fold of its
+//! blocked (or rate-limited) events. Where each fold stands is stored with what it projects
+//! (`addresses.fold`, `pause_folds`): the policy's state ([`AddressFold`], [`PauseFold`]) and
+//! the replay key of the last event folded. So a batch costs, per address it touches, one read
+//! of that fold, one step per new event and the rows it changes, however long the address's
+//! history: the ledger's cost per message stays flat as it grows.
+//!
+//! An event that sorts *before* the last one folded (old mail arriving late) cannot be stepped:
+//! the address (or domain) is then replayed from all its events, as [`rebuild_all`] does for
+//! every one, so that the projection never depends on the order messages arrived in. A
+//! property test checks that any arrival order and any split into batches give exactly the
+//! full replay.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeMap;
 
 use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
 
-use super::policy::{self, Fact, PauseFact, Policy, Signal};
+use super::policy::{
+    AddressFold, Change, Fact, PauseFact, PauseFold, PausePolicy, PauseStep, Policy, Signal,
+};
 use super::time;
-use crate::analysis::{Label, Reason};
+use super::vocabulary::Role;
+use super::write::Clock;
+use crate::analysis::{Action, Label, Reason};
 
-/// One event row as the replay reads it.
-#[derive(Clone)]
-struct EventRow {
+/// One event as the projection folds it: the event's row, written in the same transaction.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: i64,
+    pub address: String,
+    pub domain: String,
+    /// `event_time`, as stored.
+    pub time: String,
+    pub sort_key: String,
+    pub index: i64,
+    pub role: Role,
+    /// The event's kind (`bounce`, `delay`, `manual`...).
+    pub kind: String,
+    pub action: Option<Action>,
+    pub label: Option<Label>,
+    pub reason: Option<Reason>,
+    pub status: Option<String>,
+    pub diagnostic: Option<String>,
+}
+
+/// An event's place in the replay order.
+type Key = (String, String, i64, i64);
+
+impl NewEvent {
+    fn key(&self) -> Key {
+        (
+            self.time.clone(),
+            self.sort_key.clone(),
+            self.index,
+            self.id,
+        )
+    }
+
+    /// What the event means to the policy.
+    fn signal(&self) -> Signal {
+        match (self.role, self.kind.as_str()) {
+            (Role::Operator, _)
+                if self.action.as_ref().map(Action::as_str) == Some("reactivate") =>
+            {
+                Signal::Reactivate
+            }
+            (Role::Sender, "auto_reply" | "other") => Signal::Alive,
+            (Role::Sender | Role::Recipient, "unsubscribe") => Signal::Unsubscribe,
+            (Role::Recipient, "bounce") => match self.label {
+                Some(l) => Signal::Bounce(l),
+                None => Signal::UnlabelledBounce,
+            },
+            (Role::Recipient, "delivery_report") => Signal::Alive,
+            (Role::Recipient, "complaint") => Signal::Complaint,
+            _ => Signal::Neutral,
+        }
+    }
+
+    fn fact(&self) -> anyhow::Result<Fact> {
+        Ok(Fact {
+            event_id: self.id,
+            time: time::parse_stored(&self.time).with_context(|| {
+                format!("event {} has a malformed time {:?}", self.id, self.time)
+            })?,
+            signal: self.signal(),
+            reason: self.reason,
+            status: self.status.clone(),
+            diagnostic: self.diagnostic.clone(),
+        })
+    }
+
+    /// The pause reasons this event counts toward.
+    fn pause_reasons(&self) -> impl Iterator<Item = &'static str> {
+        let counts = self.role == Role::Recipient && self.kind == "bounce";
+        [
+            (counts && self.label == Some(Label::Blocked)).then_some("blocked"),
+            (counts && self.reason == Some(Reason::RateLimited)).then_some("rate_limited"),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+/// An address's fold as stored in `addresses.fold`.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredFold {
+    #[serde(flatten)]
+    fold: AddressFold,
+    /// The replay key of the last event folded.
+    key: Key,
+}
+
+/// A domain's pause fold as stored in `pause_folds`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StoredPauseFold {
+    #[serde(flatten)]
+    fold: PauseFold,
+    key: Option<Key>,
+    /// `domain_pauses.id` of `fold.last`.
+    last_row: Option<i64>,
+}
+
+/// Brings the projection up to date with events just written (in any order): each address
+/// and domain they touch is stepped from its stored fold, or replayed when an event arrived
+/// late.
+pub fn apply(
+    conn: &Connection,
+    policy: &Policy,
+    events: &[NewEvent],
+    clock: &Clock,
+) -> anyhow::Result<()> {
+    let mut by_address: BTreeMap<&str, Vec<&NewEvent>> = BTreeMap::new();
+    let mut by_domain: BTreeMap<(&str, &'static str), Vec<&NewEvent>> = BTreeMap::new();
+    for e in events {
+        by_address.entry(&e.address).or_default().push(e);
+        for reason in e.pause_reasons() {
+            by_domain.entry((&e.domain, reason)).or_default().push(e);
+        }
+    }
+    for (address, mut evs) in by_address {
+        evs.sort_by_key(|e| e.key());
+        let stored: Option<Option<String>> = conn
+            .prepare_cached("SELECT fold FROM addresses WHERE address = ?1")?
+            .query_row([address], |r| r.get(0))
+            .optional()?;
+        let fold = match stored {
+            // A new address: nothing was folded before (every address with events has a row).
+            None => Some(StoredFold {
+                fold: AddressFold::default(),
+                key: (String::new(), String::new(), i64::MIN, i64::MIN),
+            }),
+            Some(Some(json)) => Some(
+                serde_json::from_str::<StoredFold>(&json)
+                    .with_context(|| format!("the stored fold of {address} is corrupt"))?,
+            ),
+            Some(None) => None,
+        };
+        match fold {
+            Some(f) if evs[0].key() > f.key => step_address(conn, policy, address, f, &evs, clock)?,
+            _ => replay_address(conn, policy, address, clock)?,
+        }
+    }
+    for ((domain, reason), mut evs) in by_domain {
+        evs.sort_by_key(|e| e.key());
+        let stored: Option<String> = conn
+            .prepare_cached("SELECT fold FROM pause_folds WHERE domain = ?1 AND reason = ?2")?
+            .query_row([domain, reason], |r| r.get(0))
+            .optional()?;
+        let fold = match stored {
+            None => StoredPauseFold::default(),
+            Some(json) => serde_json::from_str(&json)
+                .with_context(|| format!("the stored pause fold of {domain} is corrupt"))?,
+        };
+        if fold.key.as_ref().is_none_or(|k| evs[0].key() > *k) {
+            step_pauses(conn, policy, domain, reason, fold, &evs)?;
+        } else {
+            replay_pauses(conn, policy, domain, reason)?;
+        }
+    }
+    Ok(())
+}
+
+/// Steps an address's stored fold over its new events (all after the last one folded).
+fn step_address(
+    conn: &Connection,
+    policy: &Policy,
+    address: &str,
+    mut stored: StoredFold,
+    events: &[&NewEvent],
+    clock: &Clock,
+) -> anyhow::Result<()> {
+    let domain = &events[0].domain;
+    let mut changes = Vec::new();
+    let mut last_bounce: Option<&NewEvent> = None;
+    for e in events {
+        let fact = e.fact()?;
+        changes.extend(stored.fold.step(policy, domain, &fact));
+        if matches!(fact.signal, Signal::Bounce(_)) {
+            last_bounce = Some(e);
+        }
+        stored.key = e.key();
+    }
+    let last = last_bounce.map(|e| LastBounce {
+        id: e.id,
+        label: e.label,
+        reason: e.reason,
+        status: e.status.clone(),
+        diagnostic: e.diagnostic.clone(),
+    });
+    write_address(conn, policy, address, domain, &stored, last.as_ref(), clock)?;
+    insert_changes(conn, address, &changes)
+}
+
+/// The last bounce of an address, for its `last_*` columns.
+struct LastBounce {
     id: i64,
-    time: String,
-    role: String,
-    kind: String,
-    action: Option<String>,
-    label: Option<String>,
-    reason: Option<String>,
+    label: Option<Label>,
+    reason: Option<Reason>,
     status: Option<String>,
     diagnostic: Option<String>,
 }
 
-impl EventRow {
-    /// Reads the first nine columns of an events query (id, event_time, role, kind, action,
-    /// label, reason, status, diagnostic), in that order.
-    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
-        Ok(EventRow {
-            id: r.get(0)?,
-            time: r.get(1)?,
-            role: r.get(2)?,
-            kind: r.get(3)?,
-            action: r.get(4)?,
-            label: r.get(5)?,
-            reason: r.get(6)?,
-            status: r.get(7)?,
-            diagnostic: r.get(8)?,
-        })
-    }
-}
-
-fn parse_label(s: &str) -> Option<Label> {
-    match s {
-        "hard" => Some(Label::Hard),
-        "soft" => Some(Label::Soft),
-        "blocked" => Some(Label::Blocked),
-        "invalid" => Some(Label::Invalid),
-        _ => None,
-    }
-}
-
-/// What an event means to the policy; see [`Signal`].
-fn signal(e: &EventRow) -> Signal {
-    match (e.role.as_str(), e.kind.as_str()) {
-        ("operator", _) if e.action.as_deref() == Some("reactivate") => Signal::Reactivate,
-        ("sender", "auto_reply" | "other") => Signal::Alive,
-        ("sender" | "recipient", "unsubscribe") => Signal::Unsubscribe,
-        ("recipient", "bounce") => match e.label.as_deref().and_then(parse_label) {
-            Some(l) => Signal::Bounce(l),
-            None => Signal::UnlabelledBounce,
-        },
-        ("recipient", "delivery_report") => Signal::Alive,
-        ("recipient", "complaint") => Signal::Complaint,
-        _ => Signal::Neutral,
-    }
-}
-
-/// Recomputes the projection of one address from its events (removing it when it has none).
-pub fn refresh_address(conn: &Connection, policy: &Policy, address: &str) -> anyhow::Result<()> {
-    refresh_address_with(conn, policy, address, &mut Checkpoints::default())
-}
-
-/// Fold states of addresses with many events, kept between batches by one [`super::Ledger`].
-/// An entry is used only while the ledger still holds exactly the events and state changes it
-/// was made from (counted in the same transaction), and only when every new event of the
-/// address sorts after them; anything else (another process, a late event, a reclassify) means
-/// a full replay. Either way the result is the replay of all the address's events.
-///
-/// A checkpoint also keeps the address's whole history as facts, within a global budget, so
-/// that a late event (one sorting before events already folded) costs a merge and a fold in
-/// memory instead of reading the address's every event back from the database; the state
-/// changes are then rewritten only from the first one that differs. With old mail arriving
-/// in any order (the worst case: thousands of events of one address with equal times), each
-/// batch re-folds the busiest addresses, and reading them was most of the ingest.
-#[derive(Default)]
-pub struct Checkpoints {
-    entries: HashMap<String, Checkpoint>,
-    /// Facts held in all the histories (bounded by [`HISTORY_MAX`]).
-    held: usize,
-}
-
-/// Addresses with fewer events are cheap to replay: not worth remembering.
-const CHECKPOINT_MIN_EVENTS: usize = 32;
-/// Bound on remembered addresses (memory stays flat however long the run).
-const CHECKPOINT_MAX: usize = 4096;
-/// Bound on the facts held in histories, a few hundred bytes each: beyond it, a checkpoint
-/// has no history and a late event means a replay from the database.
-const HISTORY_MAX: usize = 65_536;
-
-/// One folded event of a checkpoint's history, in replay order.
-struct Entry {
-    sort_key: String,
-    index: i64,
-    fact: Fact,
-}
-
-impl Entry {
-    /// The replay order: (event_time, sort_key, recipient_index, id), as the queries sort.
-    fn key(&self) -> (chrono::DateTime<chrono::Utc>, &str, i64, i64) {
-        (
-            self.fact.time,
-            &self.sort_key,
-            self.index,
-            self.fact.event_id,
-        )
-    }
-}
-
-/// Merges two histories sorted in replay order.
-fn merge(old: Vec<Entry>, new: Vec<Entry>) -> Vec<Entry> {
-    let mut out = Vec::with_capacity(old.len() + new.len());
-    let mut old = old.into_iter().peekable();
-    let mut new = new.into_iter().peekable();
-    loop {
-        let take_old = match (old.peek(), new.peek()) {
-            (Some(a), Some(b)) => a.key() <= b.key(),
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => return out,
-        };
-        out.extend(if take_old { old.next() } else { new.next() });
-    }
-}
-
-struct Checkpoint {
-    replay: policy::AddressReplay,
-    domain: String,
-    /// Sort key of the last event folded: (event_time, sort_key, recipient_index, id).
-    last_key: (String, String, i64, i64),
-    max_id: i64,
-    events: i64,
-    /// The last bounce event's row (for the `last_*` columns).
-    last_bounce: Option<EventRow>,
-    /// Every event folded, in replay order; `None` when over the budget.
-    history: Option<Vec<Entry>>,
-}
-
-impl Checkpoints {
-    pub fn clear(&mut self) {
-        self.entries.clear();
-        self.held = 0;
-    }
-
-    fn remove(&mut self, address: &str) {
-        if let Some(cp) = self.entries.remove(address) {
-            self.held -= cp.history.map_or(0, |h| h.len());
-        }
-    }
-}
-
-/// Continues a checkpoint when the ledger still matches it; false when a full replay is needed.
-fn refresh_from_checkpoint(
+/// Replays an address from all its events (its fold is missing, or an event arrived late):
+/// its state changes are rewritten, its fold stored anew. An address with no events left is
+/// removed.
+pub fn replay_address(
     conn: &Connection,
     policy: &Policy,
     address: &str,
-    cp: &mut Checkpoint,
-    held: &mut usize,
-) -> anyhow::Result<bool> {
-    let (events, changes): (i64, i64) = conn
+    clock: &Clock,
+) -> anyhow::Result<()> {
+    let rows: Vec<NewEvent> = conn
         .prepare_cached(
-            "SELECT (SELECT count(*) FROM events WHERE address = ?1 AND id <= ?2),
-                    (SELECT count(*) FROM state_changes WHERE address = ?1)",
+            "SELECT id, event_time, role, kind, action, label, reason, status,
+                    coalesce(diagnostic, note), domain, sort_key, recipient_index
+             FROM events WHERE address = ?1
+             ORDER BY event_time, sort_key, recipient_index, id",
         )?
-        .query_row(params![address, cp.max_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    if events != cp.events || changes != cp.replay.changes().len() as i64 {
-        return Ok(false);
-    }
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, event_time, role, kind, action, label, reason, status, coalesce(diagnostic, note),
-                sort_key, recipient_index
-         FROM events WHERE address = ?1 AND id > ?2
-         ORDER BY event_time, sort_key, recipient_index, id",
-    )?;
-    let rows: Vec<(EventRow, String, i64)> = stmt
-        .query_map(params![address, cp.max_id], |r| {
-            Ok((EventRow::from_row(r)?, r.get(9)?, r.get(10)?))
-        })?
-        .collect::<Result<_, _>>()?;
-    let Some((first, sort_key, index)) = rows.first() else {
-        return Ok(true); // nothing new: the stored projection is the replay
-    };
-    let late = (&first.time, sort_key, *index, first.id)
-        <= (&cp.last_key.0, &cp.last_key.1, cp.last_key.2, cp.last_key.3);
-    // The history grows by the new events, or is dropped when over the budget.
-    match cp.history.take() {
-        Some(h) if *held + rows.len() <= HISTORY_MAX => {
-            *held += rows.len();
-            cp.history = Some(h);
-        }
-        Some(h) => *held -= h.len(),
-        None => {}
-    }
-    if late {
-        if cp.history.is_none() {
-            return Ok(false); // a late event lands inside the history: replay it all
-        }
-        refold(conn, policy, address, cp, rows)?;
-        return Ok(true);
-    }
-    let written = cp.replay.changes().len();
-    for (e, sort_key, index) in rows {
-        let f = fact(&e)?;
-        cp.replay.step(policy, &cp.domain, &f);
-        cp.events += 1;
-        cp.max_id = cp.max_id.max(e.id);
-        if let Some(h) = &mut cp.history {
-            h.push(Entry {
-                sort_key: sort_key.clone(),
-                index,
-                fact: f,
-            });
-        }
-        cp.last_key = (e.time.clone(), sort_key, index, e.id);
-        if matches!(signal(&e), Signal::Bounce(_)) {
-            cp.last_bounce = Some(e);
-        }
-    }
-    let p = cp.replay.projection(policy);
-    write_address(
-        conn,
-        policy,
-        address,
-        &cp.domain,
-        &p,
-        cp.last_bounce.as_ref(),
-    )?;
-    insert_changes(conn, address, &p.changes[written..])?;
-    Ok(true)
-}
-
-/// A late event: merges the new events (`rows`, in replay order) into the checkpoint's history
-/// and folds it again from the start, in memory; rewrites the state changes from the first one
-/// that differs. The result is the full replay's, without reading the history back.
-fn refold(
-    conn: &Connection,
-    policy: &Policy,
-    address: &str,
-    cp: &mut Checkpoint,
-    rows: Vec<(EventRow, String, i64)>,
-) -> anyhow::Result<()> {
-    let mut new = Vec::with_capacity(rows.len());
-    for (e, sort_key, index) in &rows {
-        new.push(Entry {
-            sort_key: sort_key.clone(),
-            index: *index,
-            fact: fact(e)?,
-        });
-    }
-    let history = merge(cp.history.take().unwrap_or_default(), new);
-    let mut replay = policy::AddressReplay::default();
-    for e in &history {
-        replay.step(policy, &cp.domain, &e.fact);
-    }
-    let p = replay.projection(policy);
-    let kept = cp
-        .replay
-        .changes()
-        .iter()
-        .zip(&p.changes)
-        .take_while(|(old, new)| old == new)
-        .count();
-    if kept < cp.replay.changes().len() {
-        // The rows of an address's changes are in replay order by id (they are only ever
-        // appended in that order): drop those after the common prefix.
-        conn.prepare_cached(
-            "DELETE FROM state_changes WHERE id IN
-                 (SELECT id FROM state_changes WHERE address = ?1 ORDER BY id LIMIT -1 OFFSET ?2)",
-        )?
-        .execute(params![address, kept as i64])?;
-    }
-    insert_changes(conn, address, &p.changes[kept..])?;
-    let last = match p.last_bounce_event {
-        Some(id) => Some(
-            conn.prepare_cached(
-                "SELECT id, event_time, role, kind, action, label, reason, status,
-                        coalesce(diagnostic, note)
-                 FROM events WHERE id = ?1",
-            )?
-            .query_row([id], EventRow::from_row)?,
-        ),
-        None => None,
-    };
-    write_address(conn, policy, address, &cp.domain, &p, last.as_ref())?;
-    if let Some((e, sort_key, index)) = rows
-        .into_iter()
-        .max_by(|a, b| (&a.0.time, &a.1, a.2, a.0.id).cmp(&(&b.0.time, &b.1, b.2, b.0.id)))
-    {
-        let key = (e.time, sort_key, index, e.id);
-        if key > cp.last_key {
-            cp.last_key = key;
-        }
-    }
-    cp.events = history.len() as i64;
-    cp.max_id = history.iter().map(|e| e.fact.event_id).max().unwrap_or(0);
-    cp.replay = replay;
-    cp.last_bounce = last;
-    cp.history = Some(history);
-    Ok(())
-}
-
-fn fact(e: &EventRow) -> anyhow::Result<Fact> {
-    Ok(Fact {
-        event_id: e.id,
-        time: time::parse_stored(&e.time)
-            .with_context(|| format!("event {} has a malformed time {:?}", e.id, e.time))?,
-        signal: signal(e),
-        reason: e.reason.as_deref().and_then(Reason::parse),
-        status: e.status.clone(),
-        diagnostic: e.diagnostic.clone(),
-    })
-}
-
-/// [`refresh_address`], continuing from (and keeping) checkpoints of addresses with many events.
-pub fn refresh_address_with(
-    conn: &Connection,
-    policy: &Policy,
-    address: &str,
-    checkpoints: &mut Checkpoints,
-) -> anyhow::Result<()> {
-    if let Some(cp) = checkpoints.entries.get_mut(address) {
-        if refresh_from_checkpoint(conn, policy, address, cp, &mut checkpoints.held)? {
-            return Ok(());
-        }
-        checkpoints.remove(address);
-    }
-
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, event_time, role, kind, action, label, reason, status, coalesce(diagnostic, note), domain,
-                sort_key, recipient_index
-         FROM events WHERE address = ?1
-         ORDER BY event_time, sort_key, recipient_index, id",
-    )?;
-    let mut last_key = None;
-    let mut domain = String::new();
-    let mut keys: Vec<(String, i64)> = Vec::new();
-    let rows: Vec<EventRow> = stmt
         .query_map([address], |r| {
-            Ok((
-                EventRow::from_row(r)?,
-                r.get::<_, String>(9)?,
-                r.get::<_, String>(10)?,
-                r.get::<_, i64>(11)?,
-            ))
-        })?
-        .map(|row| {
-            row.map(|(e, d, sort_key, index)| {
-                domain = d;
-                last_key = Some((e.time.clone(), sort_key.clone(), index, e.id));
-                keys.push((sort_key, index));
-                e
+            Ok(NewEvent {
+                id: r.get(0)?,
+                time: r.get(1)?,
+                role: r.get(2)?,
+                kind: r.get(3)?,
+                action: r.get(4)?,
+                label: r.get(5)?,
+                reason: r.get(6)?,
+                status: r.get(7)?,
+                diagnostic: r.get(8)?,
+                domain: r.get(9)?,
+                sort_key: r.get(10)?,
+                index: r.get(11)?,
+                address: address.to_string(),
             })
-        })
+        })?
         .collect::<Result<_, _>>()?;
-
     conn.prepare_cached("DELETE FROM state_changes WHERE address = ?1")?
         .execute([address])?;
-    if rows.is_empty() {
+    let Some(first) = rows.first() else {
         conn.prepare_cached("DELETE FROM addresses WHERE address = ?1")?
             .execute([address])?;
         return Ok(());
+    };
+    let domain = first.domain.clone();
+    let mut stored = StoredFold {
+        fold: AddressFold::default(),
+        key: first.key(),
+    };
+    let mut changes = Vec::new();
+    for e in &rows {
+        changes.extend(stored.fold.step(policy, &domain, &e.fact()?));
+        stored.key = e.key();
     }
-
-    let facts: Vec<Fact> = rows.iter().map(fact).collect::<anyhow::Result<_>>()?;
-    let mut replay = policy::AddressReplay::default();
-    for f in &facts {
-        replay.step(policy, &domain, f);
-    }
-    let keep = rows.len() >= CHECKPOINT_MIN_EVENTS && checkpoints.held + rows.len() <= HISTORY_MAX;
-    let history = keep.then(|| {
-        keys.into_iter()
-            .zip(facts)
-            .map(|((sort_key, index), fact)| Entry {
-                sort_key,
-                index,
-                fact,
-            })
-            .collect::<Vec<_>>()
-    });
-    let p = replay.projection(policy);
-    let last = p
+    let last = stored
+        .fold
         .last_bounce_event
-        .and_then(|id| rows.iter().find(|e| e.id == id));
-    write_address(conn, policy, address, &domain, &p, last)?;
-    insert_changes(conn, address, &p.changes)?;
-    if rows.len() >= CHECKPOINT_MIN_EVENTS
-        && let Some(last_key) = last_key
-    {
-        if checkpoints.entries.len() >= CHECKPOINT_MAX {
-            checkpoints.clear();
-        }
-        let last_bounce = last.cloned();
-        checkpoints.held += history.as_ref().map_or(0, Vec::len);
-        checkpoints.entries.insert(
-            address.to_string(),
-            Checkpoint {
-                replay,
-                domain,
-                max_id: rows.iter().map(|e| e.id).max().unwrap_or(0),
-                events: rows.len() as i64,
-                last_key,
-                last_bounce,
-                history,
-            },
-        );
-    }
-    Ok(())
+        .and_then(|id| rows.iter().find(|e| e.id == id))
+        .map(|e| LastBounce {
+            id: e.id,
+            label: e.label,
+            reason: e.reason,
+            status: e.status.clone(),
+            diagnostic: e.diagnostic.clone(),
+        });
+    // A replay decides every column, `last_*` included (NULL when no bounce is left).
+    let none = LastBounce {
+        id: 0,
+        label: None,
+        reason: None,
+        status: None,
+        diagnostic: None,
+    };
+    write_address_with(
+        conn,
+        policy,
+        address,
+        &domain,
+        &stored,
+        Some(last.as_ref().unwrap_or(&none)),
+        last.is_none(),
+        clock,
+    )?;
+    insert_changes(conn, address, &changes)
 }
 
-/// Writes an address's row from its projection.
+/// Writes an address's row from its fold; `last` replaces the `last_*` columns (a step that
+/// folded no bounce keeps them).
 fn write_address(
     conn: &Connection,
     policy: &Policy,
     address: &str,
     domain: &str,
-    p: &policy::AddressProjection,
-    last: Option<&EventRow>,
+    stored: &StoredFold,
+    last: Option<&LastBounce>,
+    clock: &Clock,
 ) -> anyhow::Result<()> {
+    write_address_with(conn, policy, address, domain, stored, last, false, clock)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_address_with(
+    conn: &Connection,
+    policy: &Policy,
+    address: &str,
+    domain: &str,
+    stored: &StoredFold,
+    last: Option<&LastBounce>,
+    no_bounce: bool,
+    clock: &Clock,
+) -> anyhow::Result<()> {
+    let p = stored.fold.projection(policy, Vec::new());
     let fmt = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(time::format);
     conn.prepare_cached(
         "INSERT INTO addresses (address, domain, first_seen_at, last_seen_at, attempts, soft_count,
              last_label, last_reason, last_status, last_diagnostic, last_event_id, state,
-             suppression_reason, state_since, state_event_id, next_retry_at, is_role, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+             suppression_reason, state_since, state_event_id, next_retry_at, is_role, updated_at, fold)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
          ON CONFLICT (address) DO UPDATE SET
              domain = excluded.domain, first_seen_at = excluded.first_seen_at,
              last_seen_at = excluded.last_seen_at, attempts = excluded.attempts,
-             soft_count = excluded.soft_count, last_label = excluded.last_label,
-             last_reason = excluded.last_reason, last_status = excluded.last_status,
-             last_diagnostic = excluded.last_diagnostic, last_event_id = excluded.last_event_id,
+             soft_count = excluded.soft_count,
+             last_label = CASE WHEN ?20 THEN excluded.last_label ELSE addresses.last_label END,
+             last_reason = CASE WHEN ?20 THEN excluded.last_reason ELSE addresses.last_reason END,
+             last_status = CASE WHEN ?20 THEN excluded.last_status ELSE addresses.last_status END,
+             last_diagnostic = CASE WHEN ?20 THEN excluded.last_diagnostic ELSE addresses.last_diagnostic END,
+             last_event_id = CASE WHEN ?20 THEN excluded.last_event_id ELSE addresses.last_event_id END,
              state = excluded.state, suppression_reason = excluded.suppression_reason,
              state_since = excluded.state_since, state_event_id = excluded.state_event_id,
              next_retry_at = excluded.next_retry_at, is_role = excluded.is_role,
-             updated_at = excluded.updated_at",
+             updated_at = excluded.updated_at, fold = excluded.fold",
     )?
     .execute(params![
         address,
@@ -458,29 +362,29 @@ fn write_address(
         fmt(p.last_seen_at),
         p.attempts,
         p.soft_count,
-        last.and_then(|e| e.label.clone()),
-        last.and_then(|e| e.reason.clone()),
-        last.and_then(|e| e.status.clone()),
-        last.and_then(|e| e.diagnostic.clone()),
-        last.map(|e| e.id),
-        p.state.as_str(),
-        p.suppression_reason.map(|r| r.as_str()),
+        last.and_then(|e| e.label),
+        last.and_then(|e| e.reason),
+        last.and_then(|e| e.status.as_deref()),
+        last.and_then(|e| e.diagnostic.as_deref()),
+        last.filter(|_| !no_bounce).map(|e| e.id),
+        p.state,
+        p.suppression_reason,
         fmt(p.state_since),
         p.state_event_id,
         fmt(p.next_retry_at),
         policy.is_role(address),
-        time::format(time::now()),
+        clock.text,
+        serde_json::to_string(stored)?,
+        last.is_some(),
     ])?;
-
     Ok(())
 }
 
 /// Appends state changes of an address.
-fn insert_changes(
-    conn: &Connection,
-    address: &str,
-    changes: &[policy::Change],
-) -> anyhow::Result<()> {
+fn insert_changes(conn: &Connection, address: &str, changes: &[Change]) -> anyhow::Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
     let mut insert = conn.prepare_cached(
         "INSERT INTO state_changes (address, changed_at, from_state, to_state, suppression_reason, rule, detail, event_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -489,9 +393,9 @@ fn insert_changes(
         insert.execute(params![
             address,
             time::format(c.at),
-            c.from.as_str(),
-            c.to.as_str(),
-            c.suppression_reason.map(|r| r.as_str()),
+            c.from,
+            c.to,
+            c.suppression_reason,
             c.rule,
             c.detail,
             c.event_id,
@@ -500,111 +404,193 @@ fn insert_changes(
     Ok(())
 }
 
-/// Recomputes the pauses of one recipient domain, for both pause reasons.
-pub fn refresh_domain(conn: &Connection, policy: &Policy, domain: &str) -> anyhow::Result<()> {
-    conn.prepare_cached("DELETE FROM domain_pauses WHERE domain = ?1")?
-        .execute([domain])?;
-    for (reason, pause_policy, filter) in [
-        ("blocked", &policy.blocked, "label = 'blocked'"),
-        (
-            "rate_limited",
-            &policy.rate_limited,
-            "reason = 'rate_limited'",
-        ),
-    ] {
-        let facts: Vec<PauseFact> = conn
-            .prepare_cached(&format!(
-                "SELECT id, event_time FROM events
-                 WHERE domain = ?1 AND role = 'recipient' AND kind = 'bounce' AND {filter}
-                 ORDER BY event_time, sort_key, recipient_index, id"
-            ))?
-            .query_map([domain], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })?
-            .map(|row| {
-                let (id, t) = row?;
-                Ok(PauseFact {
-                    event_id: id,
-                    time: time::parse_stored(&t)
-                        .with_context(|| format!("event {id} has a malformed time {t:?}"))?,
-                })
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let mut insert = conn.prepare_cached(
-            "INSERT INTO domain_pauses (domain, reason, started_at, paused_until, escalation, window_events,
-                 event_count, first_event_id, first_event_at, last_event_id, last_event_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )?;
-        for p in policy::replay_pauses(pause_policy, &facts) {
-            insert.execute(params![
-                domain,
-                reason,
-                time::format(p.started_at),
-                time::format(p.paused_until),
-                p.escalation,
-                p.window_events,
-                p.event_count,
-                p.first_event_id,
-                time::format(p.first_event_at),
-                p.last_event_id,
-                time::format(p.last_event_at),
-            ])?;
+fn pause_policy<'p>(policy: &'p Policy, reason: &str) -> &'p PausePolicy {
+    if reason == "rate_limited" {
+        &policy.rate_limited
+    } else {
+        &policy.blocked
+    }
+}
+
+/// Steps a domain's pause fold over its new events (all after the last one folded).
+fn step_pauses(
+    conn: &Connection,
+    policy: &Policy,
+    domain: &str,
+    reason: &str,
+    mut stored: StoredPauseFold,
+    events: &[&NewEvent],
+) -> anyhow::Result<()> {
+    let pp = pause_policy(policy, reason);
+    let mut extended = false;
+    for e in events {
+        let fact = PauseFact {
+            event_id: e.id,
+            time: e.fact()?.time,
+        };
+        match stored.fold.step(pp, &fact) {
+            PauseStep::Counted => {}
+            PauseStep::Extended => extended = true,
+            PauseStep::Started => {
+                if extended {
+                    update_last_pause(conn, &stored)?;
+                    extended = false;
+                }
+                stored.last_row = Some(insert_pause(conn, domain, reason, &stored)?);
+            }
         }
+        stored.key = Some(e.key());
     }
-    Ok(())
+    if extended {
+        update_last_pause(conn, &stored)?;
+    }
+    save_pause_fold(conn, domain, reason, &stored)
 }
 
-/// Recomputes the projection of the given addresses and domains.
-pub fn refresh(
+/// Replays a domain's pauses for one reason from all its events.
+fn replay_pauses(
     conn: &Connection,
     policy: &Policy,
-    addresses: &BTreeSet<String>,
-    domains: &BTreeSet<String>,
+    domain: &str,
+    reason: &str,
 ) -> anyhow::Result<()> {
-    for a in addresses {
-        refresh_address(conn, policy, a)?;
+    conn.prepare_cached("DELETE FROM domain_pauses WHERE domain = ?1 AND reason = ?2")?
+        .execute([domain, reason])?;
+    let filter = if reason == "rate_limited" {
+        "reason = 'rate_limited'"
+    } else {
+        "label = 'blocked'"
+    };
+    let rows: Vec<(i64, String, String, i64)> = conn
+        .prepare_cached(&format!(
+            "SELECT id, event_time, sort_key, recipient_index FROM events
+             WHERE domain = ?1 AND role = 'recipient' AND kind = 'bounce' AND {filter}
+             ORDER BY event_time, sort_key, recipient_index, id"
+        ))?
+        .query_map([domain], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let pp = pause_policy(policy, reason);
+    let mut stored = StoredPauseFold::default();
+    let mut extended = false;
+    for (id, t, sort_key, index) in rows {
+        let fact = PauseFact {
+            event_id: id,
+            time: time::parse_stored(&t)
+                .with_context(|| format!("event {id} has a malformed time {t:?}"))?,
+        };
+        match stored.fold.step(pp, &fact) {
+            PauseStep::Counted => {}
+            PauseStep::Extended => extended = true,
+            PauseStep::Started => {
+                if extended {
+                    update_last_pause(conn, &stored)?;
+                    extended = false;
+                }
+                stored.last_row = Some(insert_pause(conn, domain, reason, &stored)?);
+            }
+        }
+        stored.key = Some((t, sort_key, index, id));
     }
-    for d in domains {
-        refresh_domain(conn, policy, d)?;
+    if extended {
+        update_last_pause(conn, &stored)?;
     }
-    Ok(())
+    if stored.key.is_none() {
+        conn.prepare_cached("DELETE FROM pause_folds WHERE domain = ?1 AND reason = ?2")?
+            .execute([domain, reason])?;
+        return Ok(());
+    }
+    save_pause_fold(conn, domain, reason, &stored)
 }
 
-/// [`refresh`] with the ledger's checkpoints (see [`Checkpoints`]).
-pub fn refresh_with(
+fn insert_pause(
     conn: &Connection,
-    policy: &Policy,
-    addresses: &BTreeSet<String>,
-    domains: &BTreeSet<String>,
-    checkpoints: &mut Checkpoints,
-) -> anyhow::Result<()> {
-    for a in addresses {
-        refresh_address_with(conn, policy, a, checkpoints)?;
-    }
-    for d in domains {
-        refresh_domain(conn, policy, d)?;
-    }
+    domain: &str,
+    reason: &str,
+    stored: &StoredPauseFold,
+) -> anyhow::Result<i64> {
+    let p = stored
+        .fold
+        .last
+        .as_ref()
+        .context("a pause started without a pause")?;
+    conn.prepare_cached(
+        "INSERT INTO domain_pauses (domain, reason, started_at, paused_until, escalation, window_events,
+             event_count, first_event_id, first_event_at, last_event_id, last_event_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        domain,
+        reason,
+        time::format(p.started_at),
+        time::format(p.paused_until),
+        p.escalation,
+        p.window_events,
+        p.event_count,
+        p.first_event_id,
+        time::format(p.first_event_at),
+        p.last_event_id,
+        time::format(p.last_event_at),
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The last pause counted more events: its row follows.
+fn update_last_pause(conn: &Connection, stored: &StoredPauseFold) -> anyhow::Result<()> {
+    let (Some(p), Some(row)) = (&stored.fold.last, stored.last_row) else {
+        return Ok(());
+    };
+    conn.prepare_cached(
+        "UPDATE domain_pauses SET event_count = ?2, last_event_id = ?3, last_event_at = ?4 WHERE id = ?1",
+    )?
+    .execute(params![row, p.event_count, p.last_event_id, time::format(p.last_event_at)])?;
     Ok(())
 }
 
-/// Throws the whole projection away and replays every event (used by `reclassify`, and when
-/// the policy changed).
+fn save_pause_fold(
+    conn: &Connection,
+    domain: &str,
+    reason: &str,
+    stored: &StoredPauseFold,
+) -> anyhow::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO pause_folds (domain, reason, fold) VALUES (?1, ?2, ?3)
+         ON CONFLICT (domain, reason) DO UPDATE SET fold = excluded.fold",
+    )?
+    .execute(params![domain, reason, serde_json::to_string(stored)?])?;
+    Ok(())
+}
+
+/// Throws the whole projection away and replays every event (`rebound rebuild`, `reclassify`,
+/// a changed policy, a ledger from before the stored folds).
 pub fn rebuild_all(conn: &Connection, policy: &Policy) -> anyhow::Result<()> {
+    let clock = Clock::now();
     conn.execute_batch(
-        "DELETE FROM state_changes; DELETE FROM addresses; DELETE FROM domain_pauses;",
+        "DELETE FROM state_changes; DELETE FROM addresses; DELETE FROM domain_pauses;
+         DELETE FROM pause_folds;",
     )?;
-    let addresses: BTreeSet<String> = conn
-        .prepare("SELECT DISTINCT address FROM events")?
+    let addresses: Vec<String> = conn
+        .prepare("SELECT DISTINCT address FROM events ORDER BY address")?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    let domains: BTreeSet<String> = conn
+    for a in &addresses {
+        replay_address(conn, policy, a, &clock)?;
+    }
+    let domains: Vec<(String, String)> = conn
         .prepare(
-            "SELECT DISTINCT domain FROM events WHERE role = 'recipient' AND kind = 'bounce'
-             AND (label = 'blocked' OR reason = 'rate_limited')",
+            "SELECT DISTINCT domain, 'blocked' FROM events
+             WHERE role = 'recipient' AND kind = 'bounce' AND label = 'blocked'
+             UNION
+             SELECT DISTINCT domain, 'rate_limited' FROM events
+             WHERE role = 'recipient' AND kind = 'bounce' AND reason = 'rate_limited'",
         )?
-        .query_map([], |r| r.get(0))?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    refresh(conn, policy, &addresses, &domains)
+    for (d, reason) in &domains {
+        replay_pauses(conn, policy, d, reason)?;
+    }
+    Ok(())
 }
 
 /// The current state and suppression reason of an address, if it is known.

@@ -1,8 +1,10 @@
-//! `reclassify`: re-derive every event from the stored raw bytes with the current rules, then
+//! `reclassify`: re-derive events from the stored raw bytes with the current rule table, then
 //! rebuild the whole projection, in one transaction, and say what changed.
 //!
-//! Messages stored by `ingest_failed` are left alone: their bytes may be partial, and their
-//! error is the evidence.
+//! By default only the messages an older rule table (or an older parser) decided are
+//! re-derived: each message stores the fingerprint of the table that classified it. `--all`
+//! re-derives every one. Messages stored because they could not be fetched whole are left
+//! alone: their bytes may be partial, and their error is the evidence.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,13 +12,18 @@ use std::fmt;
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::policy::Policy;
-use super::{analyze_guarded, insert_events, normalize_address, projection, time};
-use crate::analysis::PARSER_VERSION;
+use super::raw::{self, RawEncoding};
+use super::write::{Clock, Received, insert_events};
+use super::{normalize_address, projection, time};
+use crate::analysis::rules::RuleSet;
+use crate::analysis::{self, Analysis, PARSER_VERSION};
 
 /// What a reclassification changed. Its `Display` is what `rebound reclassify` prints.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReclassifyReport {
     pub messages: u64,
+    /// Messages decided by the current rule table and parser, left as they were.
+    pub current: u64,
     pub events_before: u64,
     pub events_after: u64,
     /// (old kind, new kind) → messages.
@@ -31,8 +38,8 @@ impl fmt::Display for ReclassifyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "re-analysed {} messages: {} events before, {} after",
-            self.messages, self.events_before, self.events_after
+            "re-analysed {} messages decided by an older rule table or parser ({} already current, left as they were): {} events before, {} after",
+            self.messages, self.current, self.events_before, self.events_after
         )?;
         for ((a, b), n) in &self.kind_changes {
             writeln!(f, "{n} messages {a} → {b}")?;
@@ -89,7 +96,9 @@ fn since_bound(since: &str) -> anyhow::Result<String> {
 pub fn run(
     conn: &mut Connection,
     policy: &Policy,
+    rules: &RuleSet,
     since: Option<&str>,
+    all: bool,
 ) -> anyhow::Result<ReclassifyReport> {
     let since = since.map(since_bound).transpose()?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -98,29 +107,56 @@ pub fn run(
         ..Default::default()
     };
     let before = snapshot(&tx)?;
+    let clock = Clock::now();
 
-    let messages: Vec<(i64, String, String, bool, String)> = tx
+    #[allow(clippy::type_complexity)]
+    let messages: Vec<(i64, String, String, bool, String, bool)> = tx
         .prepare(
-            "SELECT id, sha256, received_at, internal_date IS NOT NULL, kind FROM messages
+            "SELECT id, sha256, received_at, internal_date IS NOT NULL, kind,
+                    ?2 OR rules IS NOT ?3 OR parser_version IS NOT ?4
+             FROM messages
              WHERE fetch_failed = 0 AND (?1 IS NULL OR received_at >= ?1) ORDER BY id",
         )?
-        .query_map([&since], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?
+        .query_map(
+            params![&since, all, rules.fingerprint(), PARSER_VERSION],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )?
         .collect::<Result<_, _>>()?;
-    for (id, sha, received_at, internal, old_kind) in messages {
-        let raw: Vec<u8> =
-            tx.query_row("SELECT raw FROM messages WHERE id = ?1", [id], |r| r.get(0))?;
-        let a = analyze_guarded(&raw);
-        let now = time::now();
+    let mut new_events = Vec::new();
+    for (id, sha, received_at, internal, old_kind, stale) in messages {
+        if !stale {
+            report.current += 1;
+            continue;
+        }
+        let (bytes, encoding, size): (Vec<u8>, Option<String>, i64) = tx.query_row(
+            "SELECT raw, raw_encoding, raw_size FROM messages WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let raw = raw::decode(
+            bytes,
+            RawEncoding::from_column(encoding.as_deref())?,
+            size as usize,
+        )?;
+        let a = guarded(&raw, rules);
+        let now = clock.now;
         tx.execute(
             "UPDATE messages SET kind = ?2, mta = ?3, feedback_type = ?4, message_id = ?5,
                  from_address = ?6, subject = ?7, date = ?8, parser_version = ?9, error = ?10,
-                 processed_at = ?11
+                 processed_at = ?11, rules = ?12
              WHERE id = ?1",
             params![
                 id,
-                a.kind.as_str(),
+                a.kind,
                 a.mta,
                 a.feedback_type,
                 a.envelope.message_id,
@@ -133,11 +169,16 @@ pub fn run(
                     .map(time::format),
                 PARSER_VERSION,
                 a.error,
-                time::format(now),
+                clock.text,
+                rules.fingerprint(),
             ],
         )?;
         tx.execute("DELETE FROM events WHERE message_id = ?1", [id])?;
-        insert_events(&tx, id, &sha, &a, &received_at, internal)?;
+        let received = Received {
+            at: received_at,
+            is_internal_date: internal,
+        };
+        insert_events(&tx, id, &sha, &a, &received, &clock, &mut new_events)?;
         report.messages += 1;
         if old_kind != a.kind.as_str() {
             *report
@@ -146,7 +187,9 @@ pub fn run(
                 .or_default() += 1;
         }
     }
-    projection::rebuild_all(&tx, policy)?;
+    if report.messages > 0 {
+        projection::rebuild_all(&tx, policy)?;
+    }
 
     let after = snapshot(&tx)?;
     report.events_after = count_events(&tx)?;
@@ -170,4 +213,10 @@ pub fn run(
     }
     tx.commit()?;
     Ok(report)
+}
+
+/// The analysis is promised never to panic; if it does anyway, the message is still kept.
+fn guarded(raw: &[u8], rules: &RuleSet) -> Analysis {
+    std::panic::catch_unwind(|| analysis::analyze_with(raw, rules))
+        .unwrap_or_else(|_| Analysis::unparsed("internal error while analysing this message"))
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use rusqlite::params;
 use serde::Serialize;
 
-use super::{IngestOutcome, Ledger, time};
+use super::{Ledger, Outcome, time};
 use crate::analysis::{Kind, Label};
 
 /// What one run did. Filled with [`RunSummary::record`] per message and
@@ -32,7 +32,7 @@ pub struct RunSummary {
 
 impl RunSummary {
     /// Counts one ingested message.
-    pub fn record(&mut self, outcome: &IngestOutcome) {
+    pub fn record(&mut self, outcome: &Outcome) {
         if outcome.duplicate {
             self.duplicates += 1;
             return;

@@ -292,8 +292,38 @@ FROM events e LEFT JOIN messages m ON m.id = e.message_id
 ORDER BY e.address, e.event_time DESC, e.id DESC;
 "#;
 
+/// The single-writer pipeline (`crate::ingest`):
+/// - the projection is kept incrementally: each address stores where the fold of its events
+///   stands (`addresses.fold`), each recipient domain the same for its pauses (`pause_folds`),
+///   so that a batch steps them instead of re-reading histories (the first open after this
+///   migration replays the projection once to fill them);
+/// - raw bytes are stored compressed (`messages.raw_encoding`: NULL as received, `zstd`);
+/// - each message records the rule table that decided it (`messages.rules`, a fingerprint), so
+///   that `reclassify` re-derives only what an older table decided;
+/// - indexes that no query of the code or of a documented view reads are dropped (each cost
+///   every insert): `events_message` (the UNIQUE (message_id, recipient_index) index serves
+///   the same lookups), `events_domain`, `events_sender_domain` and `addresses_domain` (ad-hoc
+///   queries by domain scan; create them yourself if you run such queries often), and
+///   `messages_kind`.
+const V6: &str = r#"
+ALTER TABLE addresses ADD COLUMN fold TEXT;          -- where the fold of the address's events stands (JSON)
+CREATE TABLE pause_folds (
+    domain TEXT NOT NULL,
+    reason TEXT NOT NULL,                            -- blocked, rate_limited
+    fold   TEXT NOT NULL,                            -- where the fold of the domain's events stands (JSON)
+    PRIMARY KEY (domain, reason)
+) WITHOUT ROWID;
+ALTER TABLE messages ADD COLUMN raw_encoding TEXT;   -- NULL: raw as received; 'zstd': a zstd frame
+ALTER TABLE messages ADD COLUMN rules TEXT;          -- fingerprint of the rule table that decided it
+DROP INDEX IF EXISTS events_message;
+DROP INDEX IF EXISTS events_domain;
+DROP INDEX IF EXISTS events_sender_domain;
+DROP INDEX IF EXISTS addresses_domain;
+DROP INDEX IF EXISTS messages_kind;
+"#;
+
 /// Every migration, in order. Never edit a released entry: append a new one.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// Brings the database to the newest schema version.
 pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {

@@ -80,7 +80,7 @@ fn read(mail: &Mail<'_>) -> Option<Notification> {
                 .into_iter()
                 .map(|address| Recipient {
                     address,
-                    action: Some("delivered".into()),
+                    action: Some(crate::analysis::Action::Delivered),
                     status: status::find_enhanced(response),
                     reply_code: status::find_reply_code(response),
                     diagnostic: (!response.is_empty()).then(|| response.to_string()),
@@ -141,12 +141,9 @@ fn bounced(bounce: &Value) -> Vec<Recipient> {
             let in_text = diagnostic.as_deref().and_then(status::find_enhanced);
             Some(Recipient {
                 address,
-                action: Some(
-                    r.get("action")
-                        .and_then(Value::as_str)
-                        .unwrap_or("failed")
-                        .to_ascii_lowercase(),
-                ),
+                action: Some(crate::analysis::Action::parse(
+                    r.get("action").and_then(Value::as_str).unwrap_or("failed"),
+                )),
                 status: status::prefer_specific(field, in_text),
                 reply_code: diagnostic.as_deref().and_then(status::find_reply_code),
                 diagnostic,
@@ -246,7 +243,7 @@ mod tests {
         );
         assert_eq!(f.kind, Kind::DeliveryReport);
         let r = &f.recipients[0];
-        assert_eq!(r.action.as_deref(), Some("delivered"));
+        assert_eq!(r.action, Some(crate::analysis::Action::Delivered));
         assert_eq!(r.status.as_deref(), Some("2.6.0"));
         assert_eq!(r.reply_code, Some(250));
     }

@@ -54,7 +54,7 @@ mod tests {
         let f = parse(&mail).unwrap();
         let r = &f.recipients[0];
         assert_eq!(r.address, "bob@example.org");
-        assert_eq!(r.action.as_deref(), Some("failed"));
+        assert_eq!(r.action, Some(crate::analysis::Action::Failed));
         assert_eq!(r.status.as_deref(), Some("5.2.2"));
         assert_eq!(r.reply_code, Some(552));
         assert_eq!(

@@ -292,7 +292,10 @@ mod tests {
         let raw = "From: Mail Delivery System <Mailer-Daemon@mx.sender.example>\nSubject: Warning: message 1abc-0001-XY delayed 24 hours\n\nThis message was created automatically by mail delivery software.\nA message that you sent has not yet been delivered to one or more of its\nrecipients after more than 24 hours on the queue on mx.sender.example.\n\nThe message identifier is:     1abc-0001-XY\n\nThe address to which the message has not yet been delivered is:\n\n  bob@rcpt.example\n    host mx.rcpt.example [192.0.2.9]: 451 4.3.0 Temporary local problem\n\nNo action is required on your part.\n";
         let mail = Mail::parse(raw.as_bytes()).unwrap();
         let f = parse(&mail).unwrap();
-        assert_eq!(f.recipients[0].action.as_deref(), Some("delayed"));
+        assert_eq!(
+            f.recipients[0].action,
+            Some(crate::analysis::Action::Delayed)
+        );
         assert_eq!(f.recipients[0].status.as_deref(), Some("4.3.0"));
     }
 }

@@ -24,7 +24,7 @@ use std::sync::LazyLock;
 use regex::{Regex, RegexBuilder};
 
 use super::super::mail::Mail;
-use super::super::verdict::Recipient;
+use super::super::verdict::{Action, Recipient};
 use super::super::{original, recipient_address, status};
 use super::Found;
 use super::text::{self, Exclusions};
@@ -193,7 +193,7 @@ fn group_refusal(group: &str, notice: &str) -> Recipient {
     let diagnostic = text::squash(named);
     Recipient {
         address: group.to_string(),
-        action: Some("failed".into()),
+        action: Some(Action::Failed),
         status: status::find_enhanced(&diagnostic).or_else(|| Some("5.7.1".into())),
         diagnostic: (!diagnostic.is_empty()).then_some(diagnostic),
         ..Recipient::default()
@@ -228,7 +228,7 @@ mod tests {
         assert_eq!(f.mta, "gmail");
         let r = &f.recipients[0];
         assert_eq!(r.address, "bob@example.org");
-        assert_eq!(r.action.as_deref(), Some("failed"));
+        assert_eq!(r.action, Some(Action::Failed));
         assert_eq!(r.status.as_deref(), Some("5.1.1"));
         assert_eq!(r.reply_code, Some(550));
         assert_eq!(
@@ -252,7 +252,7 @@ mod tests {
         );
         let r = &f.recipients[0];
         assert_eq!(r.address, "carol@example.com");
-        assert_eq!(r.action.as_deref(), Some("delayed"));
+        assert_eq!(r.action, Some(Action::Delayed));
         assert_eq!(r.status.as_deref(), Some("4.4.1"));
         assert_eq!(r.reply_code, None);
         assert!(r.diagnostic.as_deref().unwrap().ends_with("socket error]"));

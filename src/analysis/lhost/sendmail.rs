@@ -28,7 +28,7 @@ use aho_corasick::AhoCorasick;
 
 use super::super::mail::Mail;
 use super::super::rfc3464;
-use super::super::verdict::Recipient;
+use super::super::verdict::{Action, Recipient};
 use super::Found;
 use super::notice::{Notice, first_address};
 use super::text;
@@ -174,8 +174,8 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
                 if r.diagnostic.is_none() {
                     r.diagnostic = f.diagnostic.clone();
                 }
-                if f.action.as_deref() == Some("delayed") {
-                    r.action = Some("delayed".into());
+                if f.action == Some(Action::Delayed) {
+                    r.action = Some(Action::Delayed);
                 }
             }
             recipients.push(r);

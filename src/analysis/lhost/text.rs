@@ -8,7 +8,7 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use regex::{Regex, RegexBuilder};
 
 use super::super::mail::Mail;
-use super::super::verdict::Recipient;
+use super::super::verdict::{Action, Recipient};
 use super::super::{phase, recipient_address, status};
 
 /// Literals a module looks for in (nearly) every message's text before it knows whether the
@@ -180,7 +180,7 @@ pub fn recipient(address: &str, diagnostic: &str, action: &str) -> Option<Recipi
     let diagnostic = squash(diagnostic);
     Some(Recipient {
         address,
-        action: Some(action.to_string()),
+        action: Some(Action::parse(action)),
         status: status::find_enhanced(&diagnostic),
         reply_code: status::find_reply_code(&diagnostic),
         phase: phase::detect(&diagnostic),

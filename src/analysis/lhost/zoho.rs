@@ -80,7 +80,7 @@ mod tests {
         );
         let r = &f.recipients[0];
         assert_eq!(r.address, "bob@example.org");
-        assert_eq!(r.action.as_deref(), Some("failed"));
+        assert_eq!(r.action, Some(crate::analysis::Action::Failed));
         assert_eq!(r.status.as_deref(), Some("5.2.2"));
         assert_eq!(r.reply_code, Some(550));
         assert_eq!(
@@ -101,7 +101,7 @@ mod tests {
         );
         let r = &f.recipients[0];
         assert_eq!(r.address, "bob@example.org");
-        assert_eq!(r.action.as_deref(), Some("delayed"));
+        assert_eq!(r.action, Some(crate::analysis::Action::Delayed));
         assert_eq!(r.reply_code, Some(421));
         assert_eq!(r.diagnostic.as_deref(), Some("421 Host not reachable."));
     }
