@@ -140,6 +140,8 @@ pub struct Worker {
     poison: Poison,
     /// The message a failure of the current session is blamed on.
     position: Option<(String, u32)>,
+    /// Fires once the batch started last is queued for the writer (the next one waits for it).
+    queued: Option<tokio::sync::oneshot::Receiver<()>>,
     pub report: MailboxReport,
 }
 
@@ -153,6 +155,7 @@ impl Worker {
             opts,
             poison: Poison::default(),
             position: None,
+            queued: None,
             report,
         }
     }
@@ -269,7 +272,7 @@ impl Worker {
         // while batch k+1 is being written. Batches of a folder are written in UID order, and
         // one that fails stops those queued behind it, so the ledger and the watermark always
         // run ahead of the action, never behind it.
-        let mut in_flight: Option<InFlight> = None;
+        let mut in_flight: std::collections::VecDeque<InFlight> = Default::default();
         for batch in &batches {
             let mut fetched = Batch::default();
             let started = Instant::now();
@@ -280,19 +283,23 @@ impl Worker {
             if let Err(e) = result {
                 // Keep what was read before the failure: the retry starts after it.
                 let position = self.position.take();
-                if let Some(previous) = in_flight.take() {
-                    self.finish(previous, folder).await?;
-                }
-                let partial = self.submit(fetched, &stream).await?;
-                self.finish(partial, folder).await?;
+                let partial = self.start(fetched, &stream);
+                in_flight.push_back(partial);
+                self.drain(&mut in_flight, folder).await?;
                 self.position = position;
                 return Err(e);
             }
-            let next = self.submit(fetched, &stream).await?;
+            let next = self.start(fetched, &stream);
             let prepared_at = Instant::now();
-            let done = match in_flight.take() {
-                Some(previous) => Some(self.finish(previous, folder).await?),
-                None => None,
+            // Batches are prepared and written behind the fetch: the oldest one is waited for
+            // (and acted on) only when the pipeline is full.
+            let done = if in_flight.len() >= IN_FLIGHT {
+                match in_flight.pop_front() {
+                    Some(previous) => Some(self.finish(previous, folder).await?),
+                    None => None,
+                }
+            } else {
+                None
             };
             self.position = None;
             let finished_at = Instant::now();
@@ -300,32 +307,66 @@ impl Worker {
                 && !self.opts.dry_run
                 && let Err(e) = action::apply(session, cfg, caps, folders, &done, keywords).await
             {
-                // This batch may be committing already: wait for it and count what it stored,
-                // so that the report and the `runs` row match the ledger. The failure is the
-                // action's, so no message is blamed for it.
-                let _ = self.finish(next, folder).await;
+                // The batches behind may be committing already: wait for them and count what
+                // they stored, so that the report and the `runs` row match the ledger. The
+                // failure is the action's, so no message is blamed for it.
+                in_flight.push_back(next);
+                let _ = self.drain(&mut in_flight, folder).await;
                 self.position = None;
                 return Err(e).with_context(|| format!("applying action {:?}", cfg.action));
             }
             tracing::debug!(
                 messages = batch.len(),
                 fetch_ms = (fetched_at - started).as_millis() as u64,
-                prepare_ms = (prepared_at - fetched_at).as_millis() as u64,
+                start_ms = (prepared_at - fetched_at).as_millis() as u64,
                 wait_ms = (finished_at - prepared_at).as_millis() as u64,
                 action_ms = finished_at.elapsed().as_millis() as u64,
-                "batch fetched and prepared, previous one stored and acted on"
+                "batch fetched, the oldest one stored and acted on"
             );
-            in_flight = Some(next);
+            in_flight.push_back(next);
         }
-        if let Some(last) = in_flight.take() {
-            let done = self.finish(last, folder).await?;
-            if !self.opts.dry_run {
-                action::apply(session, cfg, caps, folders, &done, keywords)
-                    .await
-                    .with_context(|| format!("applying action {:?}", cfg.action))?;
+        while let Some(last) = in_flight.pop_front() {
+            let done = match self.finish(last, folder).await {
+                Ok(done) => done,
+                Err(e) => {
+                    let _ = self.drain(&mut in_flight, folder).await;
+                    return Err(e);
+                }
+            };
+            if !self.opts.dry_run
+                && let Err(e) = action::apply(session, cfg, caps, folders, &done, keywords).await
+            {
+                let position = self.position.take();
+                let _ = self.drain(&mut in_flight, folder).await;
+                self.position = position;
+                return Err(e).with_context(|| format!("applying action {:?}", cfg.action));
             }
         }
         Ok(())
+    }
+
+    /// Waits for every batch still in flight and counts what each stored, so that the report
+    /// and the `runs` row match the ledger whatever stopped the folder; returns the first
+    /// failure among them.
+    async fn drain(
+        &mut self,
+        in_flight: &mut std::collections::VecDeque<InFlight>,
+        folder: &str,
+    ) -> anyhow::Result<()> {
+        let mut first = Ok(());
+        let mut blamed = None;
+        while let Some(b) = in_flight.pop_front() {
+            if let Err(e) = self.finish(b, folder).await
+                && first.is_ok()
+            {
+                first = Err(e);
+                blamed = self.position.clone();
+            }
+        }
+        if first.is_err() {
+            self.position = blamed;
+        }
+        first
     }
 
     /// Fetches one batch into `out`, in UID order; poison messages go in as failed ones.
@@ -401,23 +442,34 @@ impl Worker {
         Ok(())
     }
 
-    /// Prepares a fetched batch on the analysis threads and queues it for the writer.
-    async fn submit(&self, batch: Batch, stream: &ingest::Stream) -> anyhow::Result<InFlight> {
+    /// Starts preparing a fetched batch on the analysis threads (in a task of its own, so
+    /// that the next fetch and the oldest batch's action run meanwhile) and then queueing it
+    /// for the writer, after the batch started before it: batches reach the writer in order.
+    fn start(&mut self, batch: Batch, stream: &ingest::Stream) -> InFlight {
         let Batch {
             fetched,
             uids,
             notes,
         } = batch;
-        let rules = self.rules.clone();
-        let prepared = tokio::task::spawn_blocking(move || ingest::prepare(fetched, &rules))
-            .await
-            .map_err(|e| anyhow::anyhow!("preparing a batch failed: {e}"))?;
-        let submitted = self.sink.submit(prepared, stream.clone()).await;
-        Ok(InFlight {
-            submitted,
-            uids,
-            notes,
-        })
+        let (rules, sink, stream) = (self.rules.clone(), self.sink.clone(), stream.clone());
+        let before = self.queued.take();
+        let (queued, queued_rx) = tokio::sync::oneshot::channel::<()>();
+        self.queued = Some(queued_rx);
+        let task = tokio::spawn(async move {
+            let prepared = tokio::task::spawn_blocking(move || ingest::prepare(fetched, &rules))
+                .await
+                .map_err(|e| anyhow::anyhow!("preparing a batch failed: {e}"));
+            if let Some(before) = before {
+                let _ = before.await;
+            }
+            let submitted = match prepared {
+                Ok(prepared) => Ok(sink.submit(prepared, stream).await),
+                Err(e) => Err(e),
+            };
+            let _ = queued.send(());
+            submitted
+        });
+        InFlight { task, uids, notes }
     }
 
     /// Waits for a batch to be stored and counts it; returns what its action applies to. The
@@ -427,11 +479,10 @@ impl Worker {
         in_flight: InFlight,
         folder: &str,
     ) -> anyhow::Result<Vec<(u32, Kind)>> {
-        let InFlight {
-            submitted,
-            uids,
-            notes,
-        } = in_flight;
+        let InFlight { task, uids, notes } = in_flight;
+        let submitted = task
+            .await
+            .map_err(|e| anyhow::anyhow!("a batch's preparation ended abnormally: {e}"))??;
         let results = submitted.wait().await?;
         let mut done = Vec::with_capacity(results.len());
         for ((uid, note), result) in uids.into_iter().zip(notes).zip(results) {
@@ -457,6 +508,11 @@ impl Worker {
     }
 }
 
+/// Batches started and not yet waited for: one being prepared, one queued for the writer, one
+/// being written, so that neither the analysis threads nor the writer wait for the next fetch
+/// (or for the server to apply an action).
+const IN_FLIGHT: usize = 3;
+
 /// What a fetched batch holds, in UID order.
 #[derive(Default)]
 struct Batch {
@@ -472,9 +528,9 @@ enum Note {
     Poison(String),
 }
 
-/// A batch handed to the sink, with what its outcomes are counted against.
+/// A batch being prepared and handed to the sink, with what its outcomes are counted against.
 struct InFlight {
-    submitted: Submitted,
+    task: tokio::task::JoinHandle<anyhow::Result<Submitted>>,
     uids: Vec<u32>,
     notes: Vec<Note>,
 }

@@ -55,9 +55,9 @@ enum Request {
     },
 }
 
-/// Batches queued ahead of the writer: enough for the next batch to wait while one is
-/// written, few enough that memory stays bounded by a few batches.
-const QUEUE: usize = 2;
+/// Batches queued ahead of the writer: enough for the next batches to wait (and be written
+/// together) while one is written, few enough that memory stays bounded by a few batches.
+const QUEUE: usize = 4;
 
 /// A handle on the writer thread. Cheap to clone; the thread ends when every handle is dropped
 /// (see [`WriterThread::join`]).
@@ -113,46 +113,60 @@ pub fn start(ledger: Ledger) -> anyhow::Result<(Writer, WriterThread)> {
     Ok((Writer { tx }, WriterThread { handle }))
 }
 
+/// Most messages written in one transaction when several batches wait: a commit and the index
+/// pages a batch dirties are shared by all of them (group commit).
+const GROUP_MESSAGES: usize = 2000;
+
+/// A batch waiting to be written in a group, and where its answer goes.
+struct Queued {
+    batch: Vec<Prepared>,
+    stream: Option<Stream>,
+    reply: oneshot::Sender<BatchResult>,
+}
+
 fn serve(mut ledger: Ledger, mut rx: mpsc::Receiver<Request>) {
     let mut stopped: VecDeque<Stream> = VecDeque::new();
-    while let Some(request) = rx.blocking_recv() {
+    // A request taken from the channel while grouping writes, served next.
+    let mut next: Option<Request> = None;
+    loop {
+        let Some(request) = next.take().or_else(|| rx.blocking_recv()) else {
+            break;
+        };
         match request {
             Request::Write {
                 batch,
                 stream,
                 reply,
             } => {
-                let result = match &stream {
-                    Some(s) if stopped.contains(s) => Ok(batch
-                        .iter()
-                        .map(|_| {
-                            Err(anyhow::anyhow!(
-                                "not stored: an earlier batch of its folder failed"
-                            ))
-                        })
-                        .collect()),
-                    _ => {
-                        let started = std::time::Instant::now();
-                        let result = ledger.write(&batch);
-                        tracing::debug!(
-                            messages = batch.len(),
-                            write_ms = started.elapsed().as_millis() as u64,
-                            "batch written"
-                        );
-                        result
+                // The batches already waiting go in the same transaction.
+                let mut group = vec![Queued {
+                    batch,
+                    stream,
+                    reply,
+                }];
+                let mut messages = group[0].batch.len();
+                while messages < GROUP_MESSAGES {
+                    match rx.try_recv() {
+                        Ok(Request::Write {
+                            batch,
+                            stream,
+                            reply,
+                        }) => {
+                            messages += batch.len();
+                            group.push(Queued {
+                                batch,
+                                stream,
+                                reply,
+                            });
+                        }
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
                     }
-                };
-                let failed = match &result {
-                    Ok(outcomes) => outcomes.iter().any(Result::is_err),
-                    Err(_) => true,
-                };
-                if failed
-                    && let Some(s) = stream
-                    && !stopped.contains(&s)
-                {
-                    stopped.push_back(s);
                 }
-                let _ = reply.send(result);
+                write_group(&mut ledger, group, &mut stopped);
             }
             Request::Known { shas, reply } => {
                 let _ = reply.send(ledger.known(&shas));
@@ -176,6 +190,85 @@ fn serve(mut ledger: Ledger, mut rx: mpsc::Receiver<Request>) {
             }
         }
     }
+}
+
+/// Writes batches in one transaction and answers each with its own outcomes. A batch of a
+/// stopped stream is refused unwritten; a batch with a message that could not be stored stops
+/// its stream. If the group cannot be written as a whole, its batches are written one by one,
+/// so that one folder's bad message never fails another folder's batch.
+fn write_group(ledger: &mut Ledger, group: Vec<Queued>, stopped: &mut VecDeque<Stream>) {
+    let started = std::time::Instant::now();
+    let (n, messages) = (
+        group.len(),
+        group.iter().map(|q| q.batch.len()).sum::<usize>(),
+    );
+    let open: Vec<Queued> = group
+        .into_iter()
+        .filter_map(|q| {
+            if q.stream.as_ref().is_some_and(|s| stopped.contains(s)) {
+                let _ = q.reply.send(Ok(q
+                    .batch
+                    .iter()
+                    .map(|_| {
+                        Err(anyhow::anyhow!(
+                            "not stored: an earlier batch of its folder failed"
+                        ))
+                    })
+                    .collect()));
+                None
+            } else {
+                Some(q)
+            }
+        })
+        .collect();
+    if open.len() > 1 {
+        let all: Vec<&Prepared> = open.iter().flat_map(|q| q.batch.iter()).collect();
+        if let Ok(outcomes) = ledger.write_together(&all) {
+            let mut outcomes = outcomes.into_iter();
+            for q in open {
+                let mine = outcomes.by_ref().take(q.batch.len()).map(Ok).collect();
+                let _ = q.reply.send(Ok(mine));
+            }
+            tracing::debug!(
+                messages,
+                batches = n,
+                write_ms = started.elapsed().as_millis() as u64,
+                "batches written together"
+            );
+            return;
+        }
+    }
+    for q in open {
+        let result = if q.stream.as_ref().is_some_and(|s| stopped.contains(s)) {
+            Ok(q.batch
+                .iter()
+                .map(|_| {
+                    Err(anyhow::anyhow!(
+                        "not stored: an earlier batch of its folder failed"
+                    ))
+                })
+                .collect())
+        } else {
+            ledger.write(&q.batch)
+        };
+        let failed = match &result {
+            Ok(outcomes) => outcomes.iter().any(Result::is_err),
+            Err(_) => true,
+        };
+        if failed
+            && let Some(s) = q.stream
+            && !stopped.contains(&s)
+        {
+            stopped.push_back(s);
+        }
+        let _ = q.reply.send(result);
+    }
+    tracing::debug!(
+        messages,
+        batches = n,
+        write_ms = started.elapsed().as_millis() as u64,
+        "batches written"
+    );
 }
 
 impl Writer {
@@ -280,5 +373,104 @@ impl Writer {
             .blocking_send(request(reply))
             .map_err(|_| stopped())?;
         rx.blocking_recv().unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::{Message, prepare};
+    use crate::ledger::{Origin, Policy};
+
+    fn batch(folder: &str, uids: std::ops::Range<u32>) -> Vec<Prepared> {
+        let messages = uids
+            .map(|uid| {
+                let raw = format!(
+                    "From: MAILER-DAEMON@mx.example.net\r\nTo: bounces@example.com\r\n\
+                     Subject: Undelivered Mail Returned to Sender\r\n\
+                     Message-ID: <{folder}-{uid}@mx.example.net>\r\n\r\n\
+                     <gone{uid}@example.org>: host mx.example.org said: 550 5.1.1 \
+                     <gone{uid}@example.org>: Recipient address rejected: User unknown\r\n"
+                );
+                Message::new(raw.into_bytes(), Origin::imap("box", folder, 7, uid, None))
+            })
+            .collect();
+        prepare(messages, &crate::config::builtin_rules())
+    }
+
+    fn queued(folder: &str, b: Vec<Prepared>) -> (Queued, oneshot::Receiver<BatchResult>) {
+        let (reply, rx) = oneshot::channel();
+        let q = Queued {
+            batch: b,
+            stream: Some(("box".to_string(), folder.to_string())),
+            reply,
+        };
+        (q, rx)
+    }
+
+    fn stored(result: BatchResult) -> Vec<bool> {
+        result.unwrap().iter().map(Result::is_ok).collect()
+    }
+
+    /// Batches written together answer each their own, and a folder whose message cannot be
+    /// stored stops only that folder: the other folders' batches of the same group are stored,
+    /// an empty batch is answered, and the stopped folder's next batch is refused unwritten.
+    #[test]
+    fn a_group_with_one_bad_folder_stores_the_others_and_stops_only_that_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let mut ledger = Ledger::open(&path, Policy::default(), "test").unwrap();
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.folder = 'Bad' \
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+            )
+            .unwrap();
+        let mut stopped = VecDeque::new();
+        let (a, a_rx) = queued("Good", batch("Good", 1..4));
+        let (b, b_rx) = queued("Bad", batch("Bad", 1..3));
+        let (c, c_rx) = queued("Good", batch("Good", 4..5));
+        let (d, d_rx) = queued("Empty", Vec::new());
+        write_group(&mut ledger, vec![a, b, c, d], &mut stopped);
+        assert_eq!(stored(a_rx.blocking_recv().unwrap()), [true, true, true]);
+        assert_eq!(stored(b_rx.blocking_recv().unwrap()), [false, false]);
+        assert_eq!(stored(c_rx.blocking_recv().unwrap()), [true]);
+        assert!(stored(d_rx.blocking_recv().unwrap()).is_empty());
+        assert_eq!(
+            stopped,
+            [("box".to_string(), "Bad".to_string())],
+            "only the bad folder is stopped"
+        );
+        assert_eq!(
+            ledger
+                .folder_state("box", "Good")
+                .unwrap()
+                .unwrap()
+                .last_uid,
+            4
+        );
+        assert!(ledger.folder_state("box", "Bad").unwrap().is_none());
+
+        // The stopped folder's next batch is refused before it reaches SQLite (the trigger
+        // is gone, so only the stop can refuse it); the others go on being written together.
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("DROP TRIGGER refuse;")
+            .unwrap();
+        let (b, b_rx) = queued("Bad", batch("Bad", 3..4));
+        let (c, c_rx) = queued("Good", batch("Good", 5..7));
+        write_group(&mut ledger, vec![b, c], &mut stopped);
+        assert_eq!(stored(b_rx.blocking_recv().unwrap()), [false]);
+        assert_eq!(stored(c_rx.blocking_recv().unwrap()), [true, true]);
+        assert!(ledger.folder_state("box", "Bad").unwrap().is_none());
+        assert_eq!(
+            ledger
+                .folder_state("box", "Good")
+                .unwrap()
+                .unwrap()
+                .last_uid,
+            6
+        );
     }
 }

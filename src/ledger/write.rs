@@ -95,7 +95,16 @@ impl Ledger {
         }
     }
 
-    fn write_once(&mut self, batch: &[Prepared]) -> anyhow::Result<Vec<Outcome>> {
+    /// Writes a batch in one transaction, all or nothing (the fast path of [`Ledger::write`],
+    /// for callers that group batches and fall back to writing them one by one).
+    pub fn write_together(&mut self, batch: &[&Prepared]) -> anyhow::Result<Vec<Outcome>> {
+        self.write_once(batch)
+    }
+
+    fn write_once<P: std::borrow::Borrow<Prepared>>(
+        &mut self,
+        batch: &[P],
+    ) -> anyhow::Result<Vec<Outcome>> {
         let clock = Clock::now();
         let tx = self
             .conn
@@ -105,6 +114,7 @@ impl Ledger {
         // The highest UID per folder (and UIDVALIDITY): one watermark update per folder.
         let mut folders: BTreeMap<(&str, &str), (u32, u32)> = BTreeMap::new();
         for p in batch {
+            let p: &Prepared = p.borrow();
             let outcome = match insert_message(&tx, p, &clock, &self.rules)? {
                 Some((row, received)) => {
                     let labels = insert_events(
