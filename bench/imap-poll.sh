@@ -34,6 +34,7 @@
 #                        two versions back to back on the same data).
 #   BENCH_WRAP="cmd"     runs the first poll under cmd, e.g. "perf record -g -o /tmp/poll.perf"
 #                        or "strace -f -c -o /tmp/poll.strace" (its RSS is then the wrapper's).
+#   BENCH_KEEP=dir       copies the ledger of the last size measured into dir (to inspect it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes=("${@:-5000 50000}"); read -r -a sizes <<<"${sizes[*]}"
@@ -177,7 +178,8 @@ tls = "none"
 username = "$user"
 auth = { method = "password_file", path = "$work/pw" }
 TOML
-  /usr/bin/time -f "%e %M %U %S" -o "$work/time1" ${BENCH_WRAP:-} "$bin" poll --config "$work/rebound.toml" >"$work/out1"
+  RUST_LOG=warn,rebound::ingest::writer=debug /usr/bin/time -f "%e %M %U %S" -o "$work/time1" \
+    ${BENCH_WRAP:-} "$bin" poll --config "$work/rebound.toml" >"$work/out1" 2>"$work/log1"
   /usr/bin/time -f "%e %M %U %S" -o "$work/time2" "$bin" poll --config "$work/rebound.toml" >"$work/out2"
   read -r t1 m1 u1 s1 <"$work/time1"; read -r t2 m2 _ _ <"$work/time2"
   echo "== N=$n ($((bytes / 1024 / 1024)) MB)"
@@ -185,5 +187,26 @@ TOML
   echo "   rebound poll (all new)           ${t1} s  ($(python3 -c "print(f'{$t1/max($bare,0.01):.2f}')")x bare, peak RSS $((m1 / 1024)) MB, CPU ${u1} s user + ${s1} s sys)"
   echo "   rebound poll (nothing new)       ${t2} s  (peak RSS $((m2 / 1024)) MB)"
   echo "   $(cat "$work/out1")"
+  # Added lines (the ones above keep their wording, so figures compare from build to build).
+  ledger=$(cat "$work"/rebound.db* | wc -c)
+  python3 - "$n" "$t1" "$u1" "$s1" "$ledger" "$work/log1" <<'PY'
+import re, sys
+n, t, u, s, ledger, log = int(sys.argv[1]), *map(float, sys.argv[2:6]), sys.argv[6]
+text = re.sub(r'\x1b\[[0-9;]*m', '', open(log, errors='replace').read())
+field = lambda line, k: int(re.search(k + r'=(\d+)', line).group(1))
+print(f"   throughput                       {n / max(t, 0.001):,.0f} msg/s end to end, "
+      f"CPU {(u + s) * 1e6 / n:.0f} us/msg (user+sys)")
+print(f"   ledger on disk                   {ledger / 1024 / 1024:.1f} MB, {ledger / n:,.0f} bytes/message")
+for line in text.splitlines():
+    if 'writer done' in line:
+        print(f"   writer                           {field(line, 'write_us_per_message')} us/msg writing "
+              f"({field(line, 'messages')} messages)")
+for line in text.splitlines():
+    if 'writer progress' in line:
+        a, b = field(line, 'from'), field(line, 'to')
+        print(f"   messages {a:>7,}-{b:<7,}        {field(line, 'wall_us_per_message')} us/msg wall, "
+              f"{field(line, 'write_us_per_message')} us/msg writing")
+PY
+  if [ -n "${BENCH_KEEP:-}" ]; then cp "$work"/rebound.db* "$BENCH_KEEP"/ 2>/dev/null; fi
   rm -rf "$work"
 done

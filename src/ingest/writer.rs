@@ -128,6 +128,7 @@ fn serve(mut ledger: Ledger, mut rx: mpsc::Receiver<Request>) {
     let mut stopped: VecDeque<Stream> = VecDeque::new();
     // A request taken from the channel while grouping writes, served next.
     let mut next: Option<Request> = None;
+    let mut progress = Progress::new();
     loop {
         let Some(request) = next.take().or_else(|| rx.blocking_recv()) else {
             break;
@@ -166,7 +167,9 @@ fn serve(mut ledger: Ledger, mut rx: mpsc::Receiver<Request>) {
                         Err(_) => break,
                     }
                 }
+                let started = std::time::Instant::now();
                 write_group(&mut ledger, group, &mut stopped);
+                progress.add(messages, started.elapsed());
             }
             Request::Known { shas, reply } => {
                 let _ = reply.send(ledger.known(&shas));
@@ -188,6 +191,56 @@ fn serve(mut ledger: Ledger, mut rx: mpsc::Receiver<Request>) {
             Request::SyncEveryCommit { yes, reply } => {
                 let _ = reply.send(ledger.sync_every_commit(yes));
             }
+        }
+    }
+    progress.done();
+}
+
+/// The writer's own figures, logged at debug level: per 50,000 messages written, the wall time
+/// since the previous mark and the time spent writing (per message), so that a long poll shows
+/// whether the cost per message grows with the ledger (`bench/imap-poll.sh` reads them).
+struct Progress {
+    messages: usize,
+    busy: std::time::Duration,
+    mark: (std::time::Instant, usize, std::time::Duration),
+}
+
+const PROGRESS_EVERY: usize = 50_000;
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            messages: 0,
+            busy: std::time::Duration::ZERO,
+            mark: (std::time::Instant::now(), 0, std::time::Duration::ZERO),
+        }
+    }
+
+    fn add(&mut self, messages: usize, busy: std::time::Duration) {
+        self.messages += messages;
+        self.busy += busy;
+        if self.messages / PROGRESS_EVERY > self.mark.1 / PROGRESS_EVERY {
+            let (at, from, busy_then) = self.mark;
+            let n = (self.messages - from).max(1) as f64;
+            tracing::debug!(
+                from,
+                to = self.messages,
+                wall_us_per_message = (at.elapsed().as_secs_f64() * 1e6 / n) as u64,
+                write_us_per_message = ((self.busy - busy_then).as_secs_f64() * 1e6 / n) as u64,
+                "writer progress"
+            );
+            self.mark = (std::time::Instant::now(), self.messages, self.busy);
+        }
+    }
+
+    fn done(&self) {
+        if self.messages > 0 {
+            tracing::debug!(
+                messages = self.messages,
+                write_us_per_message =
+                    (self.busy.as_secs_f64() * 1e6 / self.messages as f64) as u64,
+                "writer done"
+            );
         }
     }
 }

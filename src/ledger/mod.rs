@@ -90,7 +90,7 @@ pub struct Ledger {
 
 /// Bumped when the stored projection's shape changes: a ledger projected by an older version
 /// is replayed once when it is opened.
-const PROJECTION_VERSION: &str = "2";
+const PROJECTION_VERSION: &str = "3";
 
 impl Ledger {
     /// Opens (creating and migrating as needed) the ledger at `path`: WAL, foreign keys on,

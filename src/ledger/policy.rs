@@ -335,6 +335,9 @@ pub fn replay_address(policy: &Policy, domain: &str, facts: &[Fact]) -> AddressP
     replay.projection(policy)
 }
 
+/// The most soft bounce times an address's fold keeps (or `soft_limit`, if larger).
+pub const SOFTS_KEPT: usize = 256;
+
 /// Where the fold of one address's events stands after some of them: everything the policy
 /// needs to go on with the next fact, and nothing it does not (the state changes so far are
 /// rows of their own). The ledger stores it with the address, so that a new event that sorts
@@ -473,6 +476,13 @@ impl AddressFold {
                         let horizon = f.time - policy.count_decay.as_chrono();
                         p.softs.retain(|t| *t > horizon);
                         p.softs.push(f.time);
+                        // Only the newest are kept: the decisions below are the same (they look
+                        // at more only below the limit), and a fold stays small however many
+                        // soft bounces an address collects; `soft_count` then says "at least".
+                        let kept = SOFTS_KEPT.max(policy.soft_limit as usize);
+                        if p.softs.len() > kept {
+                            p.softs.drain(..p.softs.len() - kept);
+                        }
                         let count = p.softs.len() as u32;
                         let spread = f.time - p.softs[0];
                         if p.state == State::Suppressed || p.state == State::Quarantined {
@@ -804,6 +814,41 @@ mod tests {
             replay_address(&pol, "gmail.com", &[text]).state,
             State::Suppressed
         );
+    }
+
+    /// A fold keeps at most `SOFTS_KEPT` soft bounce times (or `soft_limit` if larger): the
+    /// decisions are those of the full list, `soft_count` stops at the cap.
+    #[test]
+    fn a_fold_keeps_a_bounded_number_of_soft_bounces() {
+        let pol = Policy::default();
+        let softs: Vec<Fact> = (0..(SOFTS_KEPT as i64 + 40))
+            .map(|i| fact(i + 1, i / 60, Signal::Bounce(Label::Soft), "4.2.2"))
+            .collect();
+        let mut replay = AddressReplay::default();
+        for f in &softs {
+            replay.step(&pol, "example.org", f);
+        }
+        assert_eq!(replay.fold.softs.len(), SOFTS_KEPT);
+        assert_eq!(replay.fold.softs[0], softs[40].time, "the newest are kept");
+        let p = replay.projection(&pol);
+        assert_eq!(
+            (p.state, p.suppression_reason, p.soft_count),
+            (
+                State::Suppressed,
+                Some(SuppressionReason::SoftLimit),
+                SOFTS_KEPT as u32
+            )
+        );
+        // A limit above the cap keeps enough to decide by it.
+        let high = Policy {
+            soft_limit: SOFTS_KEPT as u32 + 30,
+            soft_limit_spread: crate::ledger::span::Span::days(3650),
+            ..Policy::default()
+        };
+        let p = replay_address(&high, "example.org", &softs[..SOFTS_KEPT + 29]);
+        assert_eq!(p.state, State::Retry, "one below the limit");
+        let p = replay_address(&high, "example.org", &softs[..SOFTS_KEPT + 30]);
+        assert_eq!(p.state, State::Suppressed, "at the limit");
     }
 
     #[test]

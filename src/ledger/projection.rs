@@ -107,13 +107,113 @@ impl NewEvent {
     }
 }
 
-/// An address's fold as stored in `addresses.fold`.
-#[derive(Debug, Serialize, Deserialize)]
+/// An address's fold: the policy's state and the id of the last event folded. Stored in the
+/// address's row: the columns hold most of it, `addresses.fold` the rest ([`FoldRest`]).
+#[derive(Debug)]
 struct StoredFold {
-    #[serde(flatten)]
     fold: AddressFold,
-    /// The replay key of the last event folded.
-    key: Key,
+    /// `events.id` of the last event folded (none for an address not yet stored).
+    last: Option<i64>,
+}
+
+/// What `addresses.fold` holds: what the next step needs that no column of the row says, as
+/// short JSON (`{"event":52000}`, `{"event":9,"softs":[1767225600],"hard_seen":true}`). Soft
+/// bounce times are Unix seconds.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct FoldRest {
+    event: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    softs: Vec<i64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    hard_seen: bool,
+}
+
+impl StoredFold {
+    /// The stored fold of an address: `Ok(None)` for an address with no row yet, an error for
+    /// a row whose fold is missing or unreadable (the caller replays the address).
+    fn load(conn: &Connection, address: &str) -> anyhow::Result<Option<(StoredFold, String)>> {
+        let row = conn
+            .prepare_cached(
+                "SELECT state, suppression_reason, attempts, next_retry_at, last_event_id,
+                        first_seen_at, last_seen_at, state_since, state_event_id, fold
+                 FROM addresses WHERE address = ?1",
+            )?
+            .query_row([address], |r| {
+                let time = |i: usize| -> rusqlite::Result<Option<chrono::DateTime<chrono::Utc>>> {
+                    Ok(r.get::<_, Option<String>>(i)?
+                        .and_then(|t| time::parse_stored(&t)))
+                };
+                Ok((
+                    AddressFold {
+                        state: r.get(0)?,
+                        suppression_reason: r.get(1)?,
+                        attempts: r.get(2)?,
+                        next_retry_at: time(3)?,
+                        last_bounce_event: r.get(4)?,
+                        first_seen_at: time(5)?,
+                        last_seen_at: time(6)?,
+                        state_since: time(7)?,
+                        state_event_id: r.get(8)?,
+                        softs: Vec::new(),
+                        hard_seen: false,
+                    },
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(9)?,
+                ))
+            })
+            .optional()?;
+        let Some((mut fold, last_seen, rest)) = row else {
+            return Ok(None);
+        };
+        let rest: FoldRest = serde_json::from_str(rest.as_deref().context("no stored fold")?)
+            .context("the stored fold is unreadable")?;
+        fold.hard_seen = rest.hard_seen;
+        fold.softs = rest
+            .softs
+            .iter()
+            .map(|&t| {
+                chrono::DateTime::from_timestamp(t, 0).context("a soft bounce time out of range")
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Some((
+            StoredFold {
+                fold,
+                last: Some(rest.event),
+            },
+            last_seen.context("no last_seen_at")?,
+        )))
+    }
+
+    /// The text of `addresses.fold`.
+    fn rest(&self) -> anyhow::Result<String> {
+        Ok(serde_json::to_string(&FoldRest {
+            event: self.last.unwrap_or_default(),
+            softs: self.fold.softs.iter().map(|t| t.timestamp()).collect(),
+            hard_seen: self.fold.hard_seen,
+        })?)
+    }
+}
+
+/// Whether `next` sorts after the last event folded: the last one's time is the address's
+/// `last_seen_at`, so only a tie reads that event's row for the rest of its key.
+fn sorts_after(
+    conn: &Connection,
+    last: Option<i64>,
+    last_seen: &str,
+    next: &NewEvent,
+) -> anyhow::Result<bool> {
+    match next.time.as_str().cmp(last_seen) {
+        std::cmp::Ordering::Greater => return Ok(true),
+        std::cmp::Ordering::Less => return Ok(false),
+        std::cmp::Ordering::Equal => {}
+    }
+    let Some(id) = last else { return Ok(false) };
+    let key: Option<(String, i64)> = conn
+        .prepare_cached("SELECT sort_key, recipient_index FROM events WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(key
+        .is_some_and(|(sort_key, index)| next.key() > (last_seen.to_string(), sort_key, index, id)))
 }
 
 /// A domain's pause fold as stored in `pause_folds`.
@@ -145,25 +245,21 @@ pub fn apply(
     }
     for (address, mut evs) in by_address {
         evs.sort_by_key(|e| e.key());
-        let stored: Option<Option<String>> = conn
-            .prepare_cached("SELECT fold FROM addresses WHERE address = ?1")?
-            .query_row([address], |r| r.get(0))
-            .optional()?;
-        let fold = match stored {
+        let stepped = match StoredFold::load(conn, address) {
             // A new address: nothing was folded before (every address with events has a row).
-            None => Some(StoredFold {
+            Ok(None) => Some(StoredFold {
                 fold: AddressFold::default(),
-                key: (String::new(), String::new(), i64::MIN, i64::MIN),
+                last: None,
             }),
-            Some(Some(json)) => Some(
-                serde_json::from_str::<StoredFold>(&json)
-                    .with_context(|| format!("the stored fold of {address} is corrupt"))?,
-            ),
-            Some(None) => None,
+            Ok(Some((f, last_seen))) => sorts_after(conn, f.last, &last_seen, evs[0])?.then_some(f),
+            Err(e) => {
+                tracing::warn!(address, error = %format!("{e:#}"), "replaying an address whose stored fold is unusable");
+                None
+            }
         };
-        match fold {
-            Some(f) if evs[0].key() > f.key => step_address(conn, policy, address, f, &evs, clock)?,
-            _ => replay_address(conn, policy, address, clock)?,
+        match stepped {
+            Some(f) => step_address(conn, policy, address, f, &evs, clock)?,
+            None => replay_address(conn, policy, address, clock)?,
         }
     }
     for ((domain, reason), mut evs) in by_domain {
@@ -204,7 +300,7 @@ fn step_address(
         if matches!(fact.signal, Signal::Bounce(_)) {
             last_bounce = Some(e);
         }
-        stored.key = e.key();
+        stored.last = Some(e.id);
     }
     let last = last_bounce.map(|e| LastBounce {
         id: e.id,
@@ -270,12 +366,12 @@ pub fn replay_address(
     let domain = first.domain.clone();
     let mut stored = StoredFold {
         fold: AddressFold::default(),
-        key: first.key(),
+        last: None,
     };
     let mut changes = Vec::new();
     for e in &rows {
         changes.extend(stored.fold.step(policy, &domain, &e.fact()?));
-        stored.key = e.key();
+        stored.last = Some(e.id);
     }
     let last = stored
         .fold
@@ -374,7 +470,7 @@ fn write_address_with(
         fmt(p.next_retry_at),
         policy.is_role(address),
         clock.text,
-        serde_json::to_string(stored)?,
+        stored.rest()?,
         last.is_some(),
     ])?;
     Ok(())

@@ -294,9 +294,11 @@ ORDER BY e.address, e.event_time DESC, e.id DESC;
 
 /// The single-writer pipeline (`crate::ingest`):
 /// - the projection is kept incrementally: each address stores where the fold of its events
-///   stands (`addresses.fold`), each recipient domain the same for its pauses (`pause_folds`),
-///   so that a batch steps them instead of re-reading histories (the first open after this
-///   migration replays the projection once to fill them);
+///   stands (`addresses.fold`: what the row's columns do not say, the id of the last event
+///   folded and the times of the soft bounces still counting, at most 256 of them, so that
+///   `soft_count` is exact up to 256), each recipient domain the same for its pauses
+///   (`pause_folds`), so that a batch steps them instead of re-reading histories (the first
+///   open after this migration replays the projection once to fill them);
 /// - raw bytes are stored compressed (`messages.raw_encoding`: NULL as received, `zstd`);
 /// - each message records the rule table that decided it (`messages.rules`, a fingerprint), so
 ///   that `reclassify` re-derives only what an older table decided;
@@ -306,7 +308,7 @@ ORDER BY e.address, e.event_time DESC, e.id DESC;
 ///   queries by domain scan; create them yourself if you run such queries often), and
 ///   `messages_kind`.
 const V6: &str = r#"
-ALTER TABLE addresses ADD COLUMN fold TEXT;          -- where the fold of the address's events stands (JSON)
+ALTER TABLE addresses ADD COLUMN fold TEXT;          -- the rest of the fold: last event folded, soft bounce times (JSON)
 CREATE TABLE pause_folds (
     domain TEXT NOT NULL,
     reason TEXT NOT NULL,                            -- blocked, rate_limited

@@ -504,14 +504,17 @@ fn any_arrival_order_and_batching_equals_a_full_replay() {
         (Kind::Complaint, None, Reason::Undetermined, "5.0.0"),
         (Kind::Delay, Some(Label::Soft), Reason::MailboxFull, "4.2.2"),
     ];
-    for round in 0..12 {
+    for round in 0..24 {
+        // Half the rounds on a very coarse grid: most events of an address share their time,
+        // so the order among equal times (sort key, recipient index, id) decides.
+        let slots = if round < 12 { 60 } else { 4 };
         let n = 40 + (next() % 80) as usize;
         let mut messages: Vec<(Vec<u8>, Analysis)> = Vec::new();
         for i in 0..n {
             let address = addresses[(next() % addresses.len() as u64) as usize];
             let (kind, label, reason, status) = verdicts[(next() % verdicts.len() as u64) as usize];
             // Times on a coarse grid (many equal times), over a few days.
-            let slot = next() % 60;
+            let slot = next() % slots;
             let when = format!(
                 "Mon, {} Nov 2026 {:02}:{:02}:00 +0000",
                 2 + slot / 24,
@@ -559,5 +562,65 @@ fn any_arrival_order_and_batching_equals_a_full_replay() {
         let incremental = full_projection(&l);
         l.rebuild_projection().unwrap();
         assert_eq!(incremental, full_projection(&l), "round {round}");
+    }
+}
+
+/// Two events of an address at the same second are folded in key order (sort key, then
+/// recipient index, then id), whichever arrived first: the one arriving second with a smaller
+/// key is not stepped after the other but makes the address replay. Here the order decides
+/// the evidence: the first permanent reason folded stays.
+#[test]
+fn an_event_tied_in_time_with_the_last_one_folded_is_put_in_its_place() {
+    let when = "Mon, 2 Nov 2026 10:00:00 +0000";
+    let hard = bounce(
+        "tie@example.org",
+        Label::Hard,
+        Reason::UserUnknown,
+        "5.1.1",
+        when,
+    );
+    let mut complaint = hard.clone();
+    complaint.kind = Kind::Complaint;
+    complaint.recipients[0].label = None;
+    for (raw_a, raw_b) in [(&b"X-Seq: 1\n\nhard\n"[..], &b"X-Seq: 2\n\nspam\n"[..]); 2]
+        .iter()
+        .enumerate()
+        .map(|(i, (a, b))| if i == 0 { (*a, *b) } else { (*b, *a) })
+    {
+        let (first, second) = if sha256_hex(raw_a) < sha256_hex(raw_b) {
+            (raw_a, raw_b)
+        } else {
+            (raw_b, raw_a)
+        };
+        let analysis = |raw: &[u8]| {
+            if raw.ends_with(b"hard\n") {
+                &hard
+            } else {
+                &complaint
+            }
+        };
+        let expected = if first.ends_with(b"hard\n") {
+            "hard"
+        } else {
+            "complaint"
+        };
+        // The larger key arrives first, alone; the smaller one in a later batch.
+        let (_dir, mut l) = ledger();
+        for raw in [second, first] {
+            let p = prepared(raw, &Origin::file("tie"), analysis(raw));
+            l.write(&[p]).unwrap().pop().unwrap().unwrap();
+        }
+        let reason: String = l
+            .connection()
+            .query_row(
+                "SELECT suppression_reason FROM addresses WHERE address = 'tie@example.org'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(reason, expected, "the first in key order is the evidence");
+        let incremental = full_projection(&l);
+        l.rebuild_projection().unwrap();
+        assert_eq!(incremental, full_projection(&l));
     }
 }

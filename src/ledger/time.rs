@@ -11,7 +11,22 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 pub const FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
 
 pub fn format(t: DateTime<Utc>) -> String {
-    t.format(FORMAT).to_string()
+    use chrono::{Datelike, Timelike};
+    // What `t.format(FORMAT)` gives, without interpreting the format string at every call (the
+    // writer formats a few times per message).
+    if (0..=9999).contains(&t.year()) {
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    } else {
+        t.format(FORMAT).to_string()
+    }
 }
 
 pub fn now() -> DateTime<Utc> {
@@ -21,6 +36,21 @@ pub fn now() -> DateTime<Utc> {
 
 /// Reads a stored ledger time back.
 pub fn parse_stored(s: &str) -> Option<DateTime<Utc>> {
+    // The shape every stored time has, read by position; anything else through chrono.
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        b.get(r)?.iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    if b.len() == 20 && [b[4], b[7], b[10], b[13], b[16], b[19]] == *b"--T::Z" {
+        let date =
+            chrono::NaiveDate::from_ymd_opt(digits(0..4)? as i32, digits(5..7)?, digits(8..10)?)?;
+        return Some(
+            date.and_hms_opt(digits(11..13)?, digits(14..16)?, digits(17..19)?)?
+                .and_utc(),
+        );
+    }
     NaiveDateTime::parse_from_str(s, FORMAT)
         .ok()
         .map(|n| n.and_utc())
@@ -123,5 +153,47 @@ mod tests {
         assert_eq!(p("yesterday"), None);
         assert_eq!(p("Mon, 1 Jan 1970 00:00:00 +0000"), None);
         assert_eq!(p("Mon, 1 Jan 2999 00:00:00 +0000"), None);
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    /// The fast paths give exactly what chrono gives with the one format, both ways.
+    #[test]
+    fn stored_times_round_trip_as_chrono_would() {
+        for secs in [
+            0i64,
+            1,
+            59,
+            951_782_400,
+            1_767_225_599,
+            1_767_225_600,
+            4_102_444_799,
+            253_402_300_799,
+        ] {
+            let t = DateTime::from_timestamp(secs, 0).unwrap();
+            let text = format(t);
+            assert_eq!(text, t.format(FORMAT).to_string());
+            assert_eq!(parse_stored(&text), Some(t));
+        }
+        for bad in [
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-01 00:00:00Z",
+            "2026-01-0aT00:00:00Z",
+            "",
+            "2026",
+        ] {
+            assert_eq!(
+                parse_stored(bad),
+                NaiveDateTime::parse_from_str(bad, FORMAT)
+                    .ok()
+                    .map(|n| n.and_utc()),
+                "{bad}"
+            );
+        }
     }
 }
