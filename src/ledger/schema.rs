@@ -2,8 +2,8 @@
 //! columns are part of the product's interface: add, never rename.
 //!
 //! Migrations are a list of SQL scripts; script `i` moves the database from `user_version = i`
-//! to `i + 1`. Each runs in its own transaction with the version bump, so a crash leaves the
-//! database at a whole version.
+//! to `i + 1`. Each runs in its own immediate write transaction with the version bump, so a
+//! crash leaves the database at a whole version and two processes never apply the same one.
 //!
 //! Three kinds of tables:
 //! - evidence (`messages`, `events`): written once by ingest, rebuilt only by `reclassify`
@@ -14,7 +14,7 @@
 //! - bookkeeping (`imap_folders`, `runs`).
 
 use anyhow::Context;
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 const V1: &str = r#"
 CREATE TABLE messages (
@@ -296,22 +296,38 @@ ORDER BY e.address, e.event_time DESC, e.id DESC;
 pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// Brings the database to the newest schema version.
+///
+/// Several processes may open a ledger that does not exist yet at the same moment (a timer's
+/// `poll` and an operator's `ingest`): each step is an immediate write transaction that reads
+/// `user_version` again once it holds the write lock, so a migration another process has just
+/// applied is skipped instead of failing with "table already exists". The connection's busy
+/// timeout makes the others wait for the lock instead of failing with "database is locked".
 pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
-    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let newest = MIGRATIONS.len() as i64;
-    if current > newest {
-        anyhow::bail!(
-            "database schema version {current} is newer than this rebound knows ({newest}): upgrade rebound"
-        );
+    let version = |conn: &Connection| -> rusqlite::Result<i64> {
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+    };
+    // The common case, a ledger already up to date, takes no write lock.
+    if version(conn)? == newest {
+        return Ok(());
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)
-            .with_context(|| format!("applying schema migration {}", i + 1))?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current = version(&tx)?;
+        if current > newest {
+            anyhow::bail!(
+                "database schema version {current} is newer than this rebound knows ({newest}): upgrade rebound"
+            );
+        }
+        if current == newest {
+            return Ok(());
+        }
+        let next = current as usize;
+        tx.execute_batch(MIGRATIONS[next])
+            .with_context(|| format!("applying schema migration {}", next + 1))?;
+        tx.pragma_update(None, "user_version", (next + 1) as i64)?;
         tx.commit()?;
     }
-    Ok(())
 }
 
 #[cfg(test)]
