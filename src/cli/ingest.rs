@@ -67,19 +67,21 @@ pub fn run(args: &LedgerArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     ledger.finish_run(run_id, &summary)?;
 
     let total = summary.new + summary.duplicates;
-    println!(
+    // The work is done: a reader gone away does not change how it went (the exit code).
+    let mut out = super::output::Lines::new();
+    out.line(format_args!(
         "ingested {total} messages into {} in {elapsed:.2} s ({:.0} msg/s): {} new, {} duplicates",
         ledger.path().display(),
         total as f64 / elapsed.max(1e-9),
         summary.new,
         summary.duplicates,
-    );
+    ))?;
     let bounces: Vec<String> = summary
         .bounces_by_label
         .iter()
         .map(|(label, n)| format!("{label} {n}"))
         .collect();
-    println!(
+    out.line(format_args!(
         "bounced recipients: {}; complaints {}, unsubscribes {}, auto-replies {}, unparsed {}",
         if bounces.is_empty() {
             "none".to_string()
@@ -90,12 +92,12 @@ pub fn run(args: &LedgerArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         summary.unsubscribes,
         summary.auto_replies,
         summary.unparsed,
-    );
+    ))?;
     if !summary.errors.is_empty() {
-        println!(
+        out.line(format_args!(
             "{} errors (run {run_id} in the runs table)",
             summary.errors.len()
-        );
+        ))?;
     }
     Ok(if summary.ok() {
         ExitCode::SUCCESS

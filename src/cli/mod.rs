@@ -4,6 +4,7 @@
 mod classify;
 mod explain;
 mod ingest;
+mod output;
 mod poll;
 mod reactivate;
 mod reclassify;
@@ -134,7 +135,16 @@ fn exists(path: &Path) -> bool {
     path.metadata().is_ok_and(|m| m.len() > 0)
 }
 
+/// Runs a command. A reader that closed standard output early (`| head`) ends it quietly with
+/// exit 0, like any other tool in a pipeline.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match command(cli) {
+        Err(e) if output::closed_pipe(&e) => Ok(ExitCode::SUCCESS),
+        other => other,
+    }
+}
+
+fn command(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Classify {
             json,

@@ -70,8 +70,13 @@ pub fn run(args: &PollArgs, dry_run: bool) -> anyhow::Result<ExitCode> {
         Duration::from_secs(args.lock_wait),
     ))?;
     let mut ok = true;
+    let mut out = super::output::Lines::new();
     for r in &reports {
-        println!("{}{}", if dry_run { "(dry run) " } else { "" }, r.line());
+        out.line(format_args!(
+            "{}{}",
+            if dry_run { "(dry run) " } else { "" },
+            r.line()
+        ))?;
         if r.failed {
             ok = false;
             eprintln!(

@@ -2,6 +2,7 @@
 //! an event in the ledger (so it survives reclassify) and a state change naming the rule
 //! `manual_reactivate`.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use super::LedgerArgs;
@@ -12,11 +13,11 @@ pub fn run(args: &LedgerArgs, address: &str, force: bool, note: &str) -> anyhow:
     Ok(match ledger.reactivate(address, force, note)? {
         Reactivation::Done { from, reason } => {
             let was = reason.map_or(from.clone(), |r| format!("{from} ({r})"));
-            println!("{address}: {was} → active");
+            writeln!(std::io::stdout().lock(), "{address}: {was} → active")?;
             ExitCode::SUCCESS
         }
         Reactivation::AlreadyActive => {
-            println!("{address}: already active");
+            writeln!(std::io::stdout().lock(), "{address}: already active")?;
             ExitCode::SUCCESS
         }
         Reactivation::Unknown => {

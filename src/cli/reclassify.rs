@@ -1,6 +1,7 @@
 //! `rebound reclassify [--since DATE]`: re-run the analysis on the stored raw messages and
 //! rebuild events and projection in one transaction, printing what changed.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use super::LedgerArgs;
@@ -8,6 +9,6 @@ use super::LedgerArgs;
 pub fn run(args: &LedgerArgs, since: Option<&str>) -> anyhow::Result<ExitCode> {
     let (_, mut ledger) = args.open_existing()?;
     let report = ledger.reclassify(since)?;
-    print!("{report}");
+    write!(std::io::stdout().lock(), "{report}")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -25,11 +25,15 @@ pub fn run(args: &PollArgs) -> anyhow::Result<ExitCode> {
         }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
+        let out = Arc::new(Mutex::new(super::output::Lines::new()));
         for mb in mailboxes.clone() {
             let store: SharedStore = ledger.clone();
             let ledger = ledger.clone();
+            let out = out.clone();
             let on_report: imap::watch::OnReport = Arc::new(move |report: imap::MailboxReport| {
-                println!("{}", report.line());
+                if let Err(e) = out.lock().unwrap().line(report.line()) {
+                    tracing::error!(error = %e, "could not print the report line");
+                }
                 let l = ledger.lock().unwrap();
                 if let Err(e) = l.start_run(&report.mailbox).and_then(|id| l.finish_run(id, &summary(&report))) {
                     tracing::error!(mailbox = %report.mailbox, error = %e, "could not record the run");
