@@ -4,7 +4,10 @@
 //! Tokens and passwords are fetched right before each login, so a `token_command` that refreshes
 //! an OAuth access token (like aerc's or himalaya's) always hands over a fresh one.
 
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Mutex;
 
 use anyhow::{Context, bail};
 
@@ -30,6 +33,7 @@ pub async fn resolve(cfg: &MailboxConfig) -> anyhow::Result<Credentials> {
             let text = tokio::fs::read_to_string(path).await.with_context(|| {
                 format!("mailbox {name}: reading password_file {}", path.display())
             })?;
+            warn_once_if_exposed(path);
             Credentials::Password(first_line(&text, name, "password_file")?)
         }
         Auth::PasswordCommand { command } => Credentials::Password(
@@ -43,6 +47,42 @@ pub async fn resolve(cfg: &MailboxConfig) -> anyhow::Result<Credentials> {
                 .with_context(|| format!("mailbox {name}: token_command"))?,
         ),
     })
+}
+
+/// Why a password file is readable by others, with the fix; `None` when only its owner may
+/// read it. rebound warns rather than refuses: container secret mounts (Kubernetes' default
+/// 0644, Docker's 0444) are readable by others by design, inside a private mount namespace.
+pub fn password_file_exposure(path: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        if mode & 0o044 != 0 {
+            let who = if mode & 0o004 != 0 {
+                "every local user"
+            } else {
+                "its group"
+            };
+            return Some(format!(
+                "password_file {} can be read by {who} (mode {mode:04o}): chmod 600 {0}, owned by the user rebound runs as",
+                path.display()
+            ));
+        }
+    }
+    let _ = path;
+    None
+}
+
+/// Logs [`password_file_exposure`] once per file and process (`watch` logs in again and again).
+fn warn_once_if_exposed(path: &Path) {
+    static WARNED: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+    let Some(why) = password_file_exposure(path) else {
+        return;
+    };
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if warned.get_or_insert_default().insert(path.to_path_buf()) {
+        tracing::warn!("{why}");
+    }
 }
 
 fn first_line(text: &str, name: &str, what: &str) -> anyhow::Result<String> {
