@@ -92,3 +92,58 @@ async fn a_password_file_readable_by_others_is_warned_about() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("can be read by"), "{}", stderr(&out));
 }
+
+/// True while `pid` is a live process (a zombie waiting for its parent counts as gone).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// A password command that hangs is stopped at the timeout with everything it started: no
+/// stray process is left behind (killing `sh` alone left its children running).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_secret_command_leaves_no_process_behind() {
+    let user = server().add_user("hangcmd");
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("child.pid");
+    let table = mailbox_toml(dir.path(), "hangcmd", &user, Mode::Plain, "attempts = 1\n")
+        .replace("timeout_secs = 10", "timeout_secs = 1");
+    let pw_line = table
+        .lines()
+        .find(|l| l.starts_with("auth ="))
+        .unwrap()
+        .to_string();
+    let table = table.replace(
+        &pw_line,
+        &format!(
+            "auth = {{ method = \"password_command\", command = \"sleep 300 >/dev/null 2>&1 & echo $! > {}; wait\" }}",
+            pidfile.display()
+        ),
+    );
+    let cfg = write_config(dir.path(), &[table]);
+    let out = rebound(&["poll", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("did not finish within 1 s"),
+        "{}",
+        stderr(&out)
+    );
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while alive(pid) {
+        if std::time::Instant::now() > deadline {
+            // Do not leave it behind ourselves.
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("the command's child {pid} survived rebound");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

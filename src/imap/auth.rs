@@ -95,20 +95,32 @@ fn first_line(text: &str, name: &str, what: &str) -> anyhow::Result<String> {
 
 /// Runs a secret command with `sh -c`; its first line of output is the secret. Its stderr goes
 /// to ours, so an operator sees why a token refresh failed.
+///
+/// The command runs in a process group of its own, and the whole group is killed when it has
+/// not finished in time (and whatever it left behind once it has): killing `sh` alone would
+/// leave a hung `pass` or `curl` running for ever, one more after every timer run.
 async fn run_command(command: &str, cfg: &MailboxConfig) -> anyhow::Result<String> {
-    let child = tokio::process::Command::new("sh")
-        .arg("-c")
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c")
         .arg(command)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    #[cfg(unix)]
+    cmd.process_group(0);
+    let child = cmd
         .spawn()
         .with_context(|| format!("starting {command:?}"))?;
-    let out = match tokio::time::timeout(cfg.timeout(), child.wait_with_output()).await {
+    let group = child.id();
+    let out = tokio::time::timeout(cfg.timeout(), child.wait_with_output()).await;
+    if let Some(group) = group {
+        kill_group(group);
+    }
+    let out = match out {
         Ok(r) => r?,
         Err(_) => bail!(
-            "{command:?} did not finish within {} s",
+            "{command:?} did not finish within {} s (timeout_secs): it was stopped, with every process it started",
             cfg.timeout().as_secs()
         ),
     };
@@ -120,6 +132,21 @@ async fn run_command(command: &str, cfg: &MailboxConfig) -> anyhow::Result<Strin
         &cfg.name,
         "the command",
     )
+}
+
+/// SIGKILL to every process of a group (the group of a command started with
+/// `process_group(0)`: its id is the command's pid). A group already gone is not an error.
+fn kill_group(group: u32) {
+    #[cfg(unix)]
+    if let Ok(group) = i32::try_from(group)
+        && group > 1
+    {
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours; a negative pid
+        // names the process group.
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
+    }
 }
 
 /// SASL XOAUTH2 initial response (the crate base64-encodes it).
