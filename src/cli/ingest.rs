@@ -76,23 +76,7 @@ pub fn run(args: &LedgerArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         summary.new,
         summary.duplicates,
     ))?;
-    let bounces: Vec<String> = summary
-        .bounces_by_label
-        .iter()
-        .map(|(label, n)| format!("{label} {n}"))
-        .collect();
-    out.line(format_args!(
-        "bounced recipients: {}; complaints {}, unsubscribes {}, auto-replies {}, unparsed {}",
-        if bounces.is_empty() {
-            "none".to_string()
-        } else {
-            bounces.join(", ")
-        },
-        summary.complaints,
-        summary.unsubscribes,
-        summary.auto_replies,
-        summary.unparsed,
-    ))?;
+    out.line(super::summary::line("files", !summary.ok(), &summary))?;
     if !summary.errors.is_empty() {
         out.line(format_args!(
             "{} errors (run {run_id} in the runs table)",

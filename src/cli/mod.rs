@@ -8,6 +8,7 @@ mod output;
 mod poll;
 mod reactivate;
 mod reclassify;
+mod summary;
 mod watch;
 
 use std::path::{Path, PathBuf};

@@ -75,7 +75,7 @@ pub fn run(args: &PollArgs, dry_run: bool) -> anyhow::Result<ExitCode> {
         out.line(format_args!(
             "{}{}",
             if dry_run { "(dry run) " } else { "" },
-            r.line()
+            report_line(r)
         ))?;
         if r.failed {
             ok = false;
@@ -195,16 +195,21 @@ fn dry_run_store(
 
 /// The ledger's `runs` row for a mailbox report.
 pub(crate) fn summary(r: &MailboxReport) -> RunSummary {
-    use crate::analysis::Kind;
     RunSummary {
         new: r.new,
         duplicates: r.duplicates,
+        kinds: r.kinds.clone(),
         bounces_by_label: r.labels.clone(),
-        complaints: r.kind(Kind::Complaint),
-        unsubscribes: r.kind(Kind::Unsubscribe),
-        auto_replies: r.kind(Kind::AutoReply),
-        unparsed: r.kind(Kind::Unparsed),
         errors: r.errors.clone(),
         folder: r.folder.clone(),
     }
+}
+
+/// The summary line of a mailbox report (`name [folder]` for a watch folder).
+pub(crate) fn report_line(r: &MailboxReport) -> String {
+    let name = match &r.folder {
+        Some(folder) => format!("{} [{folder}]", r.mailbox),
+        None => r.mailbox.clone(),
+    };
+    super::summary::line(&name, r.failed, &summary(r))
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::imap::{self, SharedStore};
 use crate::ledger::Ledger;
 
-use super::poll::{PollArgs, load, summary};
+use super::poll::{PollArgs, load, report_line, summary};
 
 pub fn run(args: &PollArgs) -> anyhow::Result<ExitCode> {
     let (cfg, mailboxes, db_path) = load(&args.config, args.db.as_deref(), &args.mailbox)?;
@@ -31,7 +31,7 @@ pub fn run(args: &PollArgs) -> anyhow::Result<ExitCode> {
             let ledger = ledger.clone();
             let out = out.clone();
             let on_report: imap::watch::OnReport = Arc::new(move |report: imap::MailboxReport| {
-                if let Err(e) = out.lock().unwrap().line(report.line()) {
+                if let Err(e) = out.lock().unwrap().line(report_line(&report)) {
                     tracing::error!(error = %e, "could not print the report line");
                 }
                 let l = ledger.lock().unwrap();

@@ -21,7 +21,8 @@ use crate::analysis::{Kind, Label};
 /// The store shared by the tasks of one run (SQLite writes are serialised anyway).
 pub type SharedStore = Arc<Mutex<dyn Store>>;
 
-/// What one poll of one mailbox did: the line printed per mailbox and the `runs` row.
+/// What one poll of one mailbox did: the line printed per mailbox (`cli::summary`) and the
+/// `runs` row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MailboxReport {
     pub mailbox: String,
@@ -73,43 +74,6 @@ impl MailboxReport {
         for l in &stored.labels {
             *self.labels.entry(*l).or_default() += 1;
         }
-    }
-
-    /// The one-line summary printed per mailbox.
-    pub fn line(&self) -> String {
-        let labels = [Label::Hard, Label::Soft, Label::Blocked, Label::Invalid]
-            .iter()
-            .map(|l| {
-                format!(
-                    "{}={}",
-                    l.as_str(),
-                    self.labels.get(l).copied().unwrap_or(0)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
-        let status = if self.failed { "FAILED" } else { "ok" };
-        let name = match &self.folder {
-            Some(folder) => format!("{} [{folder}]", self.mailbox),
-            None => self.mailbox.clone(),
-        };
-        let mut line = format!(
-            "{name}: {status} new={} bounces={} ({labels}) delays={} complaints={} unsubscribes={} auto_replies={} other={} unparsed={} already_stored={} errors={}",
-            self.new,
-            self.kind(Kind::Bounce),
-            self.kind(Kind::Delay),
-            self.kind(Kind::Complaint),
-            self.kind(Kind::Unsubscribe),
-            self.kind(Kind::AutoReply),
-            self.kind(Kind::Other) + self.kind(Kind::DeliveryReport),
-            self.kind(Kind::Unparsed),
-            self.duplicates,
-            self.errors.len(),
-        );
-        if let Some(last) = self.errors.last() {
-            line.push_str(&format!(" last_error=\"{}\"", last.replace('"', "'")));
-        }
-        line
     }
 }
 

@@ -292,8 +292,41 @@ FROM events e LEFT JOIN messages m ON m.id = e.message_id
 ORDER BY e.address, e.event_time DESC, e.id DESC;
 "#;
 
+/// Runs an operator can trust at a sqlite3 prompt:
+/// - `kinds`: the new messages of the run per kind (`challenge` and `delivery_report` are no
+///   longer hidden under other counts); `auto_replies` counts auto-replies only from now on.
+/// - `pid` and `host` say which process ran it: a run left unfinished by a process that is
+///   gone (killed, out of memory, a power cut) is marked `aborted_at` by the next run, instead
+///   of looking as if it were still going for ever.
+/// - `heartbeat_at`: the last time the run had read everything it reads (a poll or an ingest:
+///   its end, when it went fine; a `watch` folder: every round, at least every
+///   `poll_interval_secs`), so that "when did each mailbox last run fine" stays current while
+///   a watch runs and finds nothing. Past runs that went fine get their `finished_at`.
+/// - `v_mailbox_runs`: per mailbox, when it last ran fine and how many runs failed or died.
+const V6: &str = r#"
+ALTER TABLE runs ADD COLUMN kinds TEXT;           -- JSON: new messages per kind, {"bounce": 9, "challenge": 1}
+ALTER TABLE runs ADD COLUMN pid INTEGER;          -- the process running it...
+ALTER TABLE runs ADD COLUMN host TEXT;            -- ...on this host
+ALTER TABLE runs ADD COLUMN heartbeat_at TEXT;    -- last time the run had read everything fine
+ALTER TABLE runs ADD COLUMN aborted_at TEXT;      -- when a later run found it unfinished, its process gone
+UPDATE runs SET heartbeat_at = finished_at WHERE ok = 1;
+CREATE INDEX runs_unfinished ON runs(id) WHERE finished_at IS NULL AND aborted_at IS NULL;
+CREATE VIEW v_mailbox_runs AS
+SELECT mailbox,
+       max(heartbeat_at)                                                 AS last_ok_at,
+       max(started_at)                                                   AS last_started_at,
+       sum(finished_at IS NULL AND aborted_at IS NULL)                   AS running,
+       sum(ok = 0 AND aborted_at IS NULL)                                AS failed_runs,
+       sum(aborted_at IS NOT NULL)                                       AS aborted_runs,
+       (SELECT r.errors FROM runs r WHERE r.mailbox = runs.mailbox AND r.ok = 0
+        ORDER BY r.id DESC LIMIT 1)                                      AS last_errors
+FROM runs
+GROUP BY mailbox
+ORDER BY mailbox;
+"#;
+
 /// Every migration, in order. Never edit a released entry: append a new one.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// Brings the database to the newest schema version.
 ///
