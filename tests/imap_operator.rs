@@ -147,3 +147,244 @@ async fn a_hanging_secret_command_leaves_no_process_behind() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// A running `rebound watch`, killed if a test fails before it is stopped.
+struct Watch(std::process::Child);
+
+impl Watch {
+    fn start(cfg: &Path, mailbox: &str) -> Watch {
+        Watch(
+            Command::new(rebound_bin())
+                .args([
+                    "watch",
+                    "--config",
+                    cfg.to_str().unwrap(),
+                    "--mailbox",
+                    mailbox,
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// Sends a signal and waits for the exit.
+    fn signal(&mut self, sig: &str) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args([sig, &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.0.try_wait().unwrap() {
+                return s;
+            }
+            assert!(std::time::Instant::now() < deadline, "watch did not stop");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `(id, heartbeat_at, finished_at, aborted_at, ok, errors)` of a mailbox's runs, by id.
+type RunRow = (
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+);
+
+fn runs(db: &Path, mailbox: &str) -> Vec<RunRow> {
+    let Ok(conn) = rusqlite::Connection::open(db) else {
+        return Vec::new();
+    };
+    let Ok(mut st) = conn.prepare(
+        "SELECT id, heartbeat_at, finished_at, aborted_at, ok, errors FROM runs WHERE mailbox = ?1 ORDER BY id",
+    ) else {
+        return Vec::new();
+    };
+    st.query_map([mailbox], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+/// `watch` keeps "when did this mailbox last run fine" current while nothing arrives (a
+/// heartbeat at every IDLE round); killed outright, it leaves its run open, and the next run
+/// of any mailbox marks it aborted, but never while the watch is alive.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_beats_and_a_dead_one_is_marked_aborted() {
+    let (wu, pu) = (server().add_user("beating"), server().add_user("bystander"));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &[
+            mailbox_toml(
+                dir.path(),
+                "beating",
+                &wu,
+                Mode::Plain,
+                "poll_interval_secs = 1\n",
+            ),
+            mailbox_toml(dir.path(), "bystander", &pu, Mode::Plain, ""),
+        ],
+    );
+    let db = dir.path().join("rebound.db");
+    let mut watch = Watch::start(&cfg, "beating");
+    wait_until("a first heartbeat", 20, || {
+        runs(&db, "beating").first().is_some_and(|r| r.1.is_some())
+    });
+    let first = runs(&db, "beating")[0].1.clone();
+    wait_until("a later heartbeat with no mail arriving", 20, || {
+        runs(&db, "beating")[0].1 != first
+    });
+    let open = runs(&db, "beating");
+    assert_eq!(open.len(), 1, "one open run for the one folder: {open:?}");
+    assert_eq!(open[0].2, None, "still running");
+
+    // Another mailbox's poll while the watch lives: its run is left alone.
+    let out = rebound(&[
+        "poll",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--mailbox",
+        "bystander",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        runs(&db, "beating")[0].3,
+        None,
+        "a live watch is not aborted"
+    );
+
+    watch.signal("-KILL");
+    let out = rebound(&[
+        "poll",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--mailbox",
+        "bystander",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ended without finishing"),
+        "{}",
+        stderr(&out)
+    );
+    let dead = &runs(&db, "beating")[0];
+    assert!(dead.3.is_some(), "aborted_at is set: {dead:?}");
+    assert_eq!(
+        dead.2, None,
+        "finished_at stays empty: nobody saw it finish"
+    );
+    assert_eq!(dead.4, Some(0));
+    assert!(
+        dead.5.as_deref().unwrap_or("").contains("aborted"),
+        "{dead:?}"
+    );
+    // The health view tells the story.
+    let aborted: i64 = one(
+        &db,
+        "SELECT aborted_runs FROM v_mailbox_runs WHERE mailbox = 'beating'",
+    );
+    assert_eq!(aborted, 1);
+}
+
+/// A run the ledger cannot record is a failed run: exit 1, with a sentence, for `poll` (start
+/// and end of the run) and `watch` (heartbeats).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_cannot_be_recorded_is_not_a_success() {
+    let user = server().add_user("unrecorded");
+    append(&user, "INBOX", &[bounce(1200, "u@example.org")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &[mailbox_toml(
+            dir.path(),
+            "unrecorded",
+            &user,
+            Mode::Plain,
+            "poll_interval_secs = 1\n",
+        )],
+    );
+    let cfg_s = cfg.to_str().unwrap();
+    let db = dir.path().join("rebound.db");
+    let out = rebound(&["poll", "--config", cfg_s]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let conn = rusqlite::Connection::open(&db).unwrap();
+
+    // The end of a run cannot be written (a full disk, simulated).
+    conn.execute_batch(
+        "CREATE TRIGGER no_end BEFORE UPDATE OF finished_at ON runs BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END;",
+    )
+    .unwrap();
+    let out = rebound(&["poll", "--config", cfg_s]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("could not record the end of run"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("unrecorded: FAILED"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Nor its start.
+    conn.execute_batch(
+        "DROP TRIGGER no_end; CREATE TRIGGER no_start BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END;",
+    )
+    .unwrap();
+    let out = rebound(&["poll", "--config", cfg_s]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("could not record the run"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Nor a watch's heartbeat: the watch goes on, and says so at the end.
+    conn.execute_batch(
+        "DROP TRIGGER no_start; CREATE TRIGGER no_beat BEFORE UPDATE OF heartbeat_at ON runs WHEN NEW.finished_at IS NULL BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END;",
+    )
+    .unwrap();
+    let mut watch = Watch::start(&cfg, "unrecorded");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let status = watch.signal("-TERM");
+    let mut err = String::new();
+    std::io::Read::read_to_string(watch.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("could not record the run"), "{err}");
+}

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::imap::{
@@ -135,12 +136,27 @@ async fn poll_all(
                     return r;
                 }
             };
+            // A run the ledger cannot record is a failed run: the operator's view of when each
+            // mailbox last ran fine must never be silently wrong.
             let run = ledger.lock().unwrap().start_run(&mb.name);
-            let report = imap::poll_mailbox(&mb, store, &opts).await;
-            if let Ok(id) = run
-                && let Err(e) = ledger.lock().unwrap().finish_run(id, &summary(&report))
-            {
-                tracing::error!(mailbox = %mb.name, error = %e, "could not record the run");
+            let id = match run {
+                Ok(id) => id,
+                Err(e) => {
+                    let mut r = MailboxReport::new(&mb.name);
+                    r.errors.push(format!(
+                        "could not record the run in the ledger, so the mailbox was not read: {e:#}"
+                    ));
+                    r.failed = true;
+                    return r;
+                }
+            };
+            let span = tracing::info_span!("mailbox", mailbox = %mb.name, run = id);
+            let mut report = imap::poll_mailbox(&mb, store, &opts).instrument(span).await;
+            if let Err(e) = ledger.lock().unwrap().finish_run(id, &summary(&report)) {
+                report.errors.push(format!(
+                    "could not record the end of run {id} in the ledger: {e:#}"
+                ));
+                report.failed = true;
             }
             drop(lock);
             report

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use async_imap::types::UnsolicitedResponse;
 use tokio::sync::watch::Receiver;
+use tracing::Instrument;
 
 use super::action::{Capabilities, Folders};
 use super::config::MailboxConfig;
@@ -30,7 +31,8 @@ use super::poll::{MailboxReport, PollOptions, SharedStore, Worker, backoff, open
 /// Longest IDLE before re-issuing it (RFC 2177 asks clients to re-IDLE within 29 minutes).
 const MAX_IDLE: Duration = Duration::from_secs(29 * 60);
 
-/// Receives a report for every round that found something or failed.
+/// Receives a report for every round: one that found something, one that failed, and one that
+/// found nothing (the folder was read fine: a heartbeat).
 pub type OnReport = Arc<dyn Fn(MailboxReport) + Send + Sync>;
 
 /// Watches every folder of one mailbox until `shutdown` turns true, one task per folder.
@@ -44,16 +46,17 @@ pub async fn watch_mailbox(
         .folders()
         .into_iter()
         .map(|folder| {
+            // The task's log lines carry its folder, and the run it is recording (the caller
+            // records `run` into this span as it opens runs).
+            let span = tracing::info_span!("folder", folder = %folder, run = tracing::field::Empty);
             let one = MailboxConfig {
                 folders: vec![folder],
                 ..cfg.clone()
             };
-            tokio::spawn(watch_folder(
-                one,
-                store.clone(),
-                shutdown.clone(),
-                on_report.clone(),
-            ))
+            tokio::spawn(
+                watch_folder(one, store.clone(), shutdown.clone(), on_report.clone())
+                    .instrument(span),
+            )
         })
         .collect();
     for task in futures::future::join_all(tasks).await {
@@ -126,10 +129,9 @@ async fn connected(
         // The sync ends with the task's only folder selected: IDLE then watches it.
         worker.sync(&mut session, caps, &mut folders).await?;
         *failures = 0;
-        let report = worker.take_report().in_folder(&cfg.folders()[0]);
-        if report.new > 0 || report.duplicates > 0 || !report.errors.is_empty() {
-            on_report(report);
-        }
+        // Every complete round is reported, empty ones too: the caller records them as the
+        // folder's heartbeat ("last read fine"), and prints those that found something.
+        on_report(worker.take_report().in_folder(&cfg.folders()[0]));
         if *shutdown.borrow() {
             break;
         }
