@@ -388,3 +388,179 @@ async fn a_run_that_cannot_be_recorded_is_not_a_success() {
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("could not record the run"), "{err}");
 }
+
+/// What a poll of a self-signed server with the default config (no ca_file) prints: the
+/// sentence that says what to do, once, no Debug dump, no colour codes (stderr is not a
+/// terminal here); a missing folder likewise.
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_are_sentences_printed_once() {
+    let user = server().add_user("sentences");
+    let dir = tempfile::tempdir().unwrap();
+    let selfsigned = mailbox_toml(dir.path(), "selfsigned", &user, Mode::Implicit, "")
+        .lines()
+        .filter(|l| !l.starts_with("ca_file"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let nofolder = mailbox_toml(
+        dir.path(),
+        "nofolder",
+        &user,
+        Mode::Plain,
+        "folders = [\"INBOX\", \"Bounces\"]\nattempts = 1\n",
+    );
+    let cfg = write_config(dir.path(), &[selfsigned, nofolder]);
+    let out = Command::new(rebound_bin())
+        .args(["poll", "--config", cfg.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let (err, text) = (stderr(&out), stdout(&out));
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let sentence = "the server's certificate is not signed by a trusted CA: set ca_file =";
+    assert_eq!(
+        err.matches(sentence).count(),
+        1,
+        "once, after 3 attempts: {err}"
+    );
+    assert!(!text.contains(sentence), "not repeated on stdout: {text}");
+    assert!(
+        err.contains("mailbox selfsigned: TLS handshake with localhost: "),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "mailbox nofolder: folder Bounces: no folder \"Bounces\" on the server: create it there, or correct or remove it in folders"
+        ),
+        "{err}"
+    );
+    for dump in ["{", "Some(", "Outcome", "Context", "\x1b["] {
+        assert!(!err.contains(dump), "{dump:?} in {err}");
+    }
+    assert!(text.contains("selfsigned: FAILED"), "{text}");
+
+    // NO_COLOR is honoured even where colour would be allowed; here it changes nothing, and
+    // no escape code appears either way.
+    let out = Command::new(rebound_bin())
+        .args([
+            "poll",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--mailbox",
+            "nofolder",
+        ])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!stderr(&out).contains('\x1b'), "{}", stderr(&out));
+}
+
+/// `--log-format json`: every stderr line is one JSON object, with the mailbox, folder and run
+/// it is about, for poll and watch.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_are_one_object_per_line_with_their_context() {
+    let user = server().add_user("jsonlogs");
+    append(&user, "INBOX", &[bounce(1300, "j@example.org")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = mailbox_toml(
+        dir.path(),
+        "jsonlogs",
+        &user,
+        Mode::Plain,
+        "poll_interval_secs = 1\n",
+    );
+    let bad = mailbox_toml(dir.path(), "badjson", &user, Mode::Plain, "attempts = 2\n").replace(
+        "auth = { method = \"password_file\"",
+        "auth = { method = \"password_command\", command = \"echo nope\" }\n#",
+    );
+    let cfg = write_config(dir.path(), &[good, bad]);
+    let out = Command::new(rebound_bin())
+        .args([
+            "poll",
+            "-v",
+            "--log-format",
+            "json",
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let lines = json_lines(&stderr(&out));
+    assert!(lines.len() >= 2, "{lines:?}");
+    let failure = lines
+        .iter()
+        .find(|l| l["level"] == "error")
+        .unwrap_or_else(|| panic!("no error line: {lines:?}"));
+    assert_eq!(failure["mailbox"], "badjson");
+    assert!(failure["run"].as_i64().is_some(), "{failure}");
+    assert!(
+        failure["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("authentication failed for jsonlogs"),
+        "{failure}"
+    );
+    let search = lines
+        .iter()
+        .find(|l| l["mailbox"] == "jsonlogs" && l["message"] == "search done")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert_eq!(search["folder"], "INBOX");
+    assert!(search["run"].as_i64().is_some());
+    assert!(search["time"].as_str().unwrap().ends_with('Z'));
+
+    // A fatal error (exit 2) is a JSON line too.
+    let out = rebound(&[
+        "poll",
+        "--log-format",
+        "json",
+        "--config",
+        "/nonexistent/rebound.toml",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let lines = json_lines(&stderr(&out));
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["level"], "error");
+
+    // watch: its folder task's lines name the folder and the run being recorded.
+    let child = Command::new(rebound_bin())
+        .args([
+            "watch",
+            "-v",
+            "--log-format",
+            "json",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--mailbox",
+            "jsonlogs",
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut watch = Watch(child);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(watch.signal("-TERM").success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(watch.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let lines = json_lines(&err);
+    assert!(
+        lines.iter().any(|l| l["mailbox"] == "jsonlogs"
+            && l["folder"] == "INBOX"
+            && l["run"].as_i64().is_some()),
+        "{err}"
+    );
+}
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+            assert!(v.is_object(), "{l}");
+            assert!(v["level"].is_string() && v["message"].is_string(), "{l}");
+            v
+        })
+        .collect()
+}

@@ -53,7 +53,7 @@ pub fn run(paths: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 errors += 1;
-                eprintln!("rebound: {e}");
+                tracing::error!("{e}");
             }
         }
     });

@@ -63,7 +63,7 @@ pub fn run(args: &LedgerArgs, address: &str) -> anyhow::Result<ExitCode> {
         ld,
     )) = row
     else {
-        eprintln!("rebound: {address}: not in the ledger");
+        tracing::error!("{address}: not in the ledger");
         return Ok(ExitCode::from(1));
     };
     let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());

@@ -58,7 +58,7 @@ pub fn run(args: &LedgerArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
             }
         }
         Err(e) => {
-            eprintln!("rebound: {e}");
+            tracing::error!("{e}");
             summary.error(e.to_string());
         }
     });
@@ -92,7 +92,7 @@ pub fn run(args: &LedgerArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
 
 /// A message that did not reach the ledger: reported, and the run goes on.
 fn failed(summary: &mut RunSummary, source: &str, e: &anyhow::Error) {
-    eprintln!("rebound: {source}: {e:#}");
+    tracing::error!("{source}: {e:#}");
     summary.error(format!("{source}: {e:#}"));
 }
 

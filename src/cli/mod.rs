@@ -18,6 +18,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
 use crate::ledger::Ledger;
+use crate::logging::LogFormat;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -29,6 +30,10 @@ pub struct Cli {
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// How stderr's log lines are written: `text` for people, `json` (one object per line,
+    /// with mailbox, folder and run) for log shippers.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -167,19 +172,4 @@ fn command(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Poll { args, dry_run } => poll::run(&args, dry_run),
         Command::Watch { args } => watch::run(&args),
     }
-}
-
-/// Logs go to stderr so that stdout stays machine-readable.
-pub fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }

@@ -78,14 +78,7 @@ pub fn run(args: &PollArgs, dry_run: bool) -> anyhow::Result<ExitCode> {
             if dry_run { "(dry run) " } else { "" },
             report_line(r)
         ))?;
-        if r.failed {
-            ok = false;
-            eprintln!(
-                "rebound: mailbox {}: {}",
-                r.mailbox,
-                r.errors.last().map(String::as_str).unwrap_or("failed")
-            );
-        }
+        ok &= !r.failed;
     }
     Ok(if ok {
         ExitCode::SUCCESS
@@ -122,56 +115,78 @@ async fn poll_all(
     let mut tasks = Vec::new();
     for mb in mailboxes.iter().cloned() {
         let (store, ledger, db_path) = (store.clone(), ledger.clone(), db_path.to_path_buf());
-        tasks.push(tokio::spawn(async move {
-            let opts = PollOptions { dry_run };
-            let Some(ledger) = ledger else {
-                return imap::poll_mailbox(&mb, store, &opts).await;
-            };
-            let lock = match imap::lock::acquire(&db_path, &mb.name, lock_wait).await {
-                Ok(l) => l,
-                Err(e) => {
-                    let mut r = MailboxReport::new(&mb.name);
-                    r.errors.push(format!("{e:#}"));
-                    r.failed = true;
-                    return r;
+        // Every log line of the mailbox's task names it, and its run once one is open.
+        let span = tracing::error_span!("mailbox", mailbox = %mb.name, run = tracing::field::Empty);
+        tasks.push(tokio::spawn(
+            async move {
+                let report = poll_one(&mb, store, ledger, &db_path, lock_wait, dry_run).await;
+                // The failure, printed once; the report line only counts it.
+                if report.failed {
+                    let error = report.errors.last().map(String::as_str).unwrap_or("failed");
+                    tracing::error!("{error}");
                 }
-            };
-            // A run the ledger cannot record is a failed run: the operator's view of when each
-            // mailbox last ran fine must never be silently wrong.
-            let run = ledger.lock().unwrap().start_run(&mb.name);
-            let id = match run {
-                Ok(id) => id,
-                Err(e) => {
-                    let mut r = MailboxReport::new(&mb.name);
-                    r.errors.push(format!(
-                        "could not record the run in the ledger, so the mailbox was not read: {e:#}"
-                    ));
-                    r.failed = true;
-                    return r;
-                }
-            };
-            let span = tracing::info_span!("mailbox", mailbox = %mb.name, run = id);
-            let mut report = imap::poll_mailbox(&mb, store, &opts).instrument(span).await;
-            if let Err(e) = ledger.lock().unwrap().finish_run(id, &summary(&report)) {
-                report.errors.push(format!(
-                    "could not record the end of run {id} in the ledger: {e:#}"
-                ));
-                report.failed = true;
+                report
             }
-            drop(lock);
-            report
-        }));
+            .instrument(span),
+        ));
     }
     let mut reports = Vec::new();
     for (task, mb) in tasks.into_iter().zip(mailboxes) {
         reports.push(task.await.unwrap_or_else(|e| {
             let mut r = MailboxReport::new(&mb.name);
+            tracing::error!(mailbox = %mb.name, "internal error: {e}");
             r.errors.push(format!("internal error: {e}"));
             r.failed = true;
             r
         }));
     }
     Ok(reports)
+}
+
+/// One mailbox of a poll: its lock, its `runs` row, the poll itself.
+async fn poll_one(
+    mb: &MailboxConfig,
+    store: SharedStore,
+    ledger: Option<Arc<Mutex<Ledger>>>,
+    db_path: &Path,
+    lock_wait: Duration,
+    dry_run: bool,
+) -> MailboxReport {
+    let opts = PollOptions { dry_run };
+    let Some(ledger) = ledger else {
+        return imap::poll_mailbox(mb, store, &opts).await;
+    };
+    let failed = |error: String| {
+        let mut r = MailboxReport::new(&mb.name);
+        r.errors.push(error);
+        r.failed = true;
+        r
+    };
+    let lock = match imap::lock::acquire(db_path, &mb.name, lock_wait).await {
+        Ok(l) => l,
+        Err(e) => return failed(format!("{e:#}")),
+    };
+    // A run the ledger cannot record is a failed run: the operator's view of when each
+    // mailbox last ran fine must never be silently wrong.
+    let run = ledger.lock().unwrap().start_run(&mb.name);
+    let id = match run {
+        Ok(id) => id,
+        Err(e) => {
+            return failed(format!(
+                "could not record the run in the ledger, so the mailbox was not read: {e:#}"
+            ));
+        }
+    };
+    tracing::Span::current().record("run", id);
+    let mut report = imap::poll_mailbox(mb, store, &opts).await;
+    if let Err(e) = ledger.lock().unwrap().finish_run(id, &summary(&report)) {
+        report.errors.push(format!(
+            "could not record the end of run {id} in the ledger: {e:#}"
+        ));
+        report.failed = true;
+    }
+    drop(lock);
+    report
 }
 
 /// A dry run starts from the ledger's progress when there is a ledger, without opening it for

@@ -21,12 +21,12 @@ pub fn run(args: &LedgerArgs, address: &str, force: bool, note: &str) -> anyhow:
             ExitCode::SUCCESS
         }
         Reactivation::Unknown => {
-            eprintln!("rebound: {address}: not in the ledger");
+            tracing::error!("{address}: not in the ledger");
             ExitCode::from(1)
         }
         Reactivation::NeedsForce { reason } => {
-            eprintln!(
-                "rebound: {address} is suppressed ({reason}); this is permanent evidence, use --force to reactivate anyway"
+            tracing::error!(
+                "{address} is suppressed ({reason}); this is permanent evidence, use --force to reactivate anyway"
             );
             ExitCode::from(1)
         }

@@ -64,7 +64,7 @@ pub fn run(args: &PollArgs) -> anyhow::Result<ExitCode> {
                     unrecorded.store(true, Ordering::SeqCst);
                 }
             });
-            let span = tracing::info_span!("mailbox", mailbox = %name);
+            let span = tracing::error_span!("mailbox", mailbox = %name);
             tasks.push(tokio::spawn(imap::watch::watch_mailbox(mb, store, stop_rx.clone(), on_report).instrument(span)));
         }
         tracing::info!("watching {} mailbox(es); SIGINT or SIGTERM to stop", mailboxes.len());

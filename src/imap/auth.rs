@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 
 use super::config::{Auth, MailboxConfig};
 use super::connect::{Client, Session, timed};
+use super::diagnosis::ServerSaid;
 
 /// A secret and how to present it.
 pub enum Credentials {
@@ -22,29 +23,30 @@ pub enum Credentials {
 
 /// Reads the secret the configuration points to.
 pub async fn resolve(cfg: &MailboxConfig) -> anyhow::Result<Credentials> {
-    let name = &cfg.name;
     Ok(match &cfg.auth {
         Auth::PasswordEnv { var } => {
             Credentials::Password(std::env::var(var).with_context(|| {
-                format!("mailbox {name}: environment variable {var} (password_env) is not set")
+                format!(
+                    "environment variable {var} (password_env) is not set: set it in rebound's environment (for systemd, in the EnvironmentFile)"
+                )
             })?)
         }
         Auth::PasswordFile { path } => {
             let text = tokio::fs::read_to_string(path).await.with_context(|| {
-                format!("mailbox {name}: reading password_file {}", path.display())
+                format!("reading password_file {}", path.display())
             })?;
             warn_once_if_exposed(path);
-            Credentials::Password(first_line(&text, name, "password_file")?)
+            Credentials::Password(first_line(&text, "password_file")?)
         }
         Auth::PasswordCommand { command } => Credentials::Password(
             run_command(command, cfg)
                 .await
-                .with_context(|| format!("mailbox {name}: password_command"))?,
+                .with_context(|| "password_command".to_string())?,
         ),
         Auth::Xoauth2 { token_command } => Credentials::Xoauth2Token(
             run_command(token_command, cfg)
                 .await
-                .with_context(|| format!("mailbox {name}: token_command"))?,
+                .with_context(|| "token_command".to_string())?,
         ),
     })
 }
@@ -85,10 +87,10 @@ fn warn_once_if_exposed(path: &Path) {
     }
 }
 
-fn first_line(text: &str, name: &str, what: &str) -> anyhow::Result<String> {
+fn first_line(text: &str, what: &str) -> anyhow::Result<String> {
     let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
     if line.is_empty() {
-        bail!("mailbox {name}: {what} gave an empty secret");
+        bail!("{what} gave an empty secret (its first line is empty)");
     }
     Ok(line.to_string())
 }
@@ -127,11 +129,7 @@ async fn run_command(command: &str, cfg: &MailboxConfig) -> anyhow::Result<Strin
     if !out.status.success() {
         bail!("{command:?} failed ({})", out.status);
     }
-    first_line(
-        &String::from_utf8_lossy(&out.stdout),
-        &cfg.name,
-        "the command",
-    )
+    first_line(&String::from_utf8_lossy(&out.stdout), "the command")
 }
 
 /// SIGKILL to every process of a group (the group of a command started with
@@ -162,14 +160,12 @@ impl async_imap::Authenticator for &Xoauth2<'_> {
     }
 }
 
-/// Logs in with the configured method. A refusal says which mailbox and user, never the secret.
+/// Logs in with the configured method. A refusal says which user on which host and where the
+/// secret came from, never the secret.
 pub async fn login(client: Client, cfg: &MailboxConfig) -> anyhow::Result<Session> {
     let creds = resolve(cfg).await?;
     let limit = cfg.timeout();
-    let what = format!(
-        "mailbox {}: logging in as {} on {}",
-        cfg.name, cfg.username, cfg.host
-    );
+    let what = format!("logging in as {} on {}", cfg.username, cfg.host);
     let result = match &creds {
         Credentials::Password(p) => {
             timed(limit, &what, async {
@@ -192,16 +188,30 @@ pub async fn login(client: Client, cfg: &MailboxConfig) -> anyhow::Result<Sessio
         }
     };
     result.map_err(|e| {
-        let refused = e.chain().any(|c| {
-            matches!(
-                c.downcast_ref::<async_imap::error::Error>(),
-                Some(async_imap::error::Error::No(_))
-            )
-        });
-        if refused {
-            e.context("authentication failed (check username and secret)")
-        } else {
-            e
+        let refusal = e
+            .chain()
+            .find_map(|c| c.downcast_ref::<ServerSaid>())
+            .filter(|said| said.status == "NO");
+        match refusal {
+            Some(said) => anyhow::anyhow!(
+                "authentication failed for {} on {} ({said}): check username and {}",
+                cfg.username,
+                cfg.host,
+                secret_source(&cfg.auth)
+            ),
+            None => e,
         }
     })
+}
+
+/// Where the secret came from, for a refusal: what the operator should check.
+fn secret_source(auth: &Auth) -> String {
+    match auth {
+        Auth::PasswordEnv { var } => format!("the password in environment variable {var}"),
+        Auth::PasswordFile { path } => format!("the password in {}", path.display()),
+        Auth::PasswordCommand { .. } => "the password printed by password_command".to_string(),
+        Auth::Xoauth2 { .. } => {
+            "the access token printed by token_command (is it fresh, for this user, with the IMAP scope?)".to_string()
+        }
+    }
 }

@@ -509,9 +509,9 @@ pub async fn poll_mailbox(
                 break;
             }
             Err(e) => {
-                tracing::warn!(mailbox = %cfg.name, attempt, error = %format!("{e:#}"), "poll failed");
                 let poisoned = worker.poison.uids.len();
                 if !worker.failed(&e) {
+                    tracing::debug!("attempt {attempt}/{budget} failed, not retried: {e:#}");
                     break;
                 }
                 // A message just found to be poison earns one more attempt, to record it and
@@ -519,8 +519,17 @@ pub async fn poll_mailbox(
                 if worker.poison.uids.len() > poisoned && budget < attempts + 8 {
                     budget += 1;
                 }
+                // The final failure is printed once, by the caller; the ones retried are
+                // details (`-v`).
                 if attempt < budget {
-                    tokio::time::sleep(backoff(attempt)).await;
+                    let wait = backoff(attempt);
+                    tracing::info!(
+                        "attempt {attempt}/{budget} failed, retrying in {} s: {e:#}",
+                        wait.as_secs()
+                    );
+                    tokio::time::sleep(wait).await;
+                } else {
+                    tracing::debug!("attempt {attempt}/{budget} failed: {e:#}");
                 }
             }
         }

@@ -48,7 +48,8 @@ pub async fn watch_mailbox(
         .map(|folder| {
             // The task's log lines carry its folder, and the run it is recording (the caller
             // records `run` into this span as it opens runs).
-            let span = tracing::info_span!("folder", folder = %folder, run = tracing::field::Empty);
+            let span =
+                tracing::error_span!("folder", folder = %folder, run = tracing::field::Empty);
             let one = MailboxConfig {
                 folders: vec![folder],
                 ..cfg.clone()
@@ -61,10 +62,10 @@ pub async fn watch_mailbox(
         .collect();
     for task in futures::future::join_all(tasks).await {
         if let Err(e) = task {
-            tracing::error!(mailbox = %cfg.name, error = %e, "watch: a folder task ended abnormally");
+            tracing::error!("a folder task of the watch ended abnormally: {e}");
         }
     }
-    tracing::info!(mailbox = %cfg.name, "watch stopped");
+    tracing::info!("watch stopped");
 }
 
 /// Watches the single folder of `cfg` (see [`watch_mailbox`]) until `shutdown` turns true.
@@ -81,9 +82,7 @@ async fn watch_folder(
         match connected(&mut worker, &mut shutdown, &on_report, &mut failures).await {
             Ok(()) => break,
             Err(e) => {
-                tracing::warn!(mailbox = %cfg.name, folder, error = %format!("{e:#}"), "watch: session failed; reconnecting");
                 let retry = worker.failed(&e);
-                on_report(worker.take_report().in_folder(&folder));
                 failures += 1;
                 // Authentication failures wait the longest backoff: a person must fix them.
                 let wait = if retry {
@@ -91,6 +90,13 @@ async fn watch_folder(
                 } else {
                     backoff(u32::MAX)
                 };
+                // Printed once per failure (the mailbox and folder come from the task's span);
+                // the report line that follows only counts it.
+                tracing::warn!(
+                    "session failed, reconnecting in {} s: {e:#}",
+                    wait.as_secs()
+                );
+                on_report(worker.take_report().in_folder(&folder));
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => {}
@@ -98,7 +104,7 @@ async fn watch_folder(
             }
         }
     }
-    tracing::info!(mailbox = %cfg.name, folder, "watch of folder stopped");
+    tracing::info!("watch of the folder stopped");
 }
 
 /// True when the server announced new mail (`* n EXISTS`) while the sync was running. IDLE
@@ -136,7 +142,7 @@ async fn connected(
             break;
         }
         if arrived_during_sync(&session) {
-            tracing::debug!(mailbox = %cfg.name, "new mail announced during the sync: syncing again");
+            tracing::debug!("new mail announced during the sync: syncing again");
             continue;
         }
         if caps.idle {
@@ -152,7 +158,7 @@ async fn connected(
             };
             if let Some(r) = woke {
                 let r = r?;
-                tracing::debug!(mailbox = %cfg.name, response = ?r, "IDLE woke up");
+                tracing::debug!(response = ?r, "IDLE woke up");
             }
             session = timed(limit, "DONE (leaving IDLE)", idle.done()).await?;
         } else {
