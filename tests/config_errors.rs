@@ -62,9 +62,11 @@ fn a_secret_in_the_config_is_refused_and_never_echoed() {
                 db.to_str().unwrap(),
                 &samples(),
             ],
+            vec!["check", "--config", cfg_s],
         ] {
             let out = rebound(&args);
-            let err = stderr(&out);
+            // check reports on stdout, the others on stderr: the secret is in neither.
+            let err = stderr(&out) + &String::from_utf8_lossy(&out.stdout);
             assert!(!out.status.success(), "{args:?} on\n{text}");
             assert!(!err.contains("Hunter2"), "the secret is echoed: {err}");
             assert!(

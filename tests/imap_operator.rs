@@ -564,3 +564,95 @@ fn json_lines(text: &str) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// `rebound check` on a good config: every line ok, exit 0, the secret never printed, nothing
+/// created; on a wrong password and a missing folder: FAIL lines that say what to change.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_reports_one_line_per_check_with_the_fix() {
+    let user = server().add_user("checked");
+    append(&user, "Bounces", &[bounce(1400, "c@example.org")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = mailbox_toml(
+        dir.path(),
+        "checked",
+        &user,
+        Mode::Starttls,
+        "folders = [\"INBOX\", \"Bounces\"]\naction = \"move\"\n",
+    );
+    let cfg = write_config(dir.path(), std::slice::from_ref(&good));
+    let db = dir.path().join("rebound.db");
+    let out = rebound(&["check", "--config", cfg.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    for expected in [
+        "ok    config ",
+        "does not exist yet; its directory is writable",
+        "ok    mailbox checked: secret from password_file",
+        "ok    mailbox checked: connected to localhost:",
+        "ok    mailbox checked: logged in as checked",
+        "ok    mailbox checked: folder \"INBOX\" exists (0 messages)",
+        "ok    mailbox checked: folder \"Bounces\" exists (1 message)",
+        "move_to folder \"Processed/Bounces\" does not exist yet",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in\n{text}");
+    }
+    assert!(!text.contains("FAIL"), "{text}");
+    assert!(!text.contains(&user.password) && !stderr(&out).contains(&user.password));
+    assert!(!db.exists(), "check creates no ledger");
+
+    // An existing ledger is opened for writing, not changed.
+    let polled = rebound(&["poll", "--config", cfg.to_str().unwrap()]);
+    assert!(polled.status.success(), "{}", stderr(&polled));
+    let out = rebound(&["check", "--config", cfg.to_str().unwrap()]);
+    assert!(
+        stdout(&out).contains("writable (schema version"),
+        "{}",
+        stdout(&out)
+    );
+
+    // A wrong password, and a folder that does not exist.
+    let wrong = mailbox_toml(dir.path(), "wrongpw", &user, Mode::Plain, "")
+        .lines()
+        .map(|l| {
+            if l.starts_with("auth =") {
+                "auth = { method = \"password_command\", command = \"echo not-the-S3cret\" }"
+                    .to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let missing = mailbox_toml(
+        dir.path(),
+        "missing",
+        &user,
+        Mode::Implicit,
+        "folders = [\"INBOX\", \"Rückläufer\"]\n",
+    );
+    let cfg = write_config(dir.path(), &[good, wrong, missing]);
+    let out = rebound(&["check", "--config", cfg.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "FAIL  mailbox wrongpw: authentication failed for checked on 127.0.0.1 (the server answered NO"
+        ) && text.contains("check username and the password printed by password_command"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "FAIL  mailbox missing: folder Rückläufer: no folder \"Rückläufer\" on the server: create it there, or correct or remove it in folders"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("ok    mailbox missing: folder \"INBOX\" exists"),
+        "{text}"
+    );
+    assert_eq!(text.matches("FAIL  ").count(), 2, "{text}");
+    assert!(
+        !text.contains("S3cret") && !stderr(&out).contains("S3cret"),
+        "{text}"
+    );
+}

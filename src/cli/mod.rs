@@ -1,6 +1,7 @@
 //! Command-line interface: one small module per subcommand. Each returns an exit code; errors
 //! carry their context up to `main`, which prints them.
 
+mod check;
 mod classify;
 mod explain;
 mod ingest;
@@ -99,6 +100,12 @@ pub enum Command {
         #[command(flatten)]
         args: poll::PollArgs,
     },
+    /// Check a config: the ledger's place, every secret (never shown), connection, login and
+    /// folders of every mailbox. One line per check; exit 1 when one fails.
+    Check {
+        #[command(flatten)]
+        args: check::CheckArgs,
+    },
 }
 
 /// Where the ledger is: `--db`, else the config's `[database] path`, else `rebound.db` beside
@@ -171,5 +178,6 @@ fn command(cli: Cli) -> anyhow::Result<ExitCode> {
         } => reactivate::run(&ledger, &address, force, &note),
         Command::Poll { args, dry_run } => poll::run(&args, dry_run),
         Command::Watch { args } => watch::run(&args),
+        Command::Check { args } => check::run(&args),
     }
 }
