@@ -40,7 +40,7 @@ pub enum LogFormat {
 
 static FORMAT: OnceLock<(LogFormat, bool)> = OnceLock::new();
 
-/// Whether colour is wanted on stderr: a terminal, and no `NO_COLOR` (https://no-color.org).
+/// Whether colour is wanted on stderr: a terminal, and no `NO_COLOR` (<https://no-color.org>).
 pub fn colour_wanted() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
