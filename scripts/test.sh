@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of rebound on a fresh Debian machine: installs what the tests need (Dovecot
-# for the IMAP integration tests, OpenSSL for their certificates), then `cargo test`.
+# for the IMAP integration tests, OpenSSL for their certificates, systemd-analyze for the
+# shipped units), then `cargo test`.
 # Fails loudly when something cannot be installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,8 @@ need=()
 command -v cargo >/dev/null || { echo "test.sh: cargo is missing (install Rust 1.95)" >&2; exit 1; }
 [ -x /usr/sbin/dovecot ] || command -v dovecot >/dev/null || need+=(dovecot-imapd)
 command -v openssl >/dev/null || need+=(openssl)
+# systemd-analyze checks the unit files in contrib/systemd/ (nothing is started).
+command -v systemd-analyze >/dev/null || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}" >&2
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

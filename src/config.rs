@@ -13,9 +13,9 @@
 //! pause = "24h"
 //! ```
 //!
-//! Sections are strict (`deny_unknown_fields`) so that a typo in a policy number is an error,
-//! not a silently ignored default; the top level is not, so that sections added by other parts
-//! of rebound (IMAP `[[mailbox]]`) never break an older loader.
+//! Everything is strict: a typo in a table name or a policy number is an error with the nearest
+//! known name, not a silently ignored default; a key that looks like a secret is refused, and
+//! errors name a line without quoting it (see [`keys`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +25,8 @@ use serde::Deserialize;
 
 use crate::analysis::rules::RuleSet;
 use crate::ledger::Policy;
+
+pub mod keys;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -80,8 +82,8 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the config file {}", path.display()))?;
-        let mut config: Config = toml::from_str(&text)
-            .with_context(|| format!("in the config file {}", path.display()))?;
+        let mut config = Config::parse(&text)
+            .map_err(|e| anyhow::anyhow!("in the config file {}, {e}", path.display()))?;
         config.source = Some(path.to_path_buf());
         // Every relative path in the file is relative to the file's directory, not to the
         // current directory (a service's is usually `/`).
@@ -108,6 +110,13 @@ impl Config {
     /// built-in ones, or the built-in table alone.
     pub fn rules(&self) -> Arc<RuleSet> {
         self.rule_set.clone().unwrap_or_else(builtin_rules)
+    }
+
+    /// Parses the text of a config file: screened first ([`keys::screen`]), then read by serde.
+    /// Errors start with the line they are about and never quote it.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        keys::screen(text)?;
+        toml::from_str(text).map_err(|e| keys::describe(&e, text))
     }
 
     /// The config file if one is given, else the defaults.

@@ -31,7 +31,8 @@
 //! Rules are data: `src/analysis/rules/rules.toml` is compiled into the binary, ordered, first
 //! match wins. MTA-specific parsing lives in [`analysis::lhost`], one module per MTA family.
 //! [`config`] reads the one TOML file (database, policy, mailboxes); [`cli`] holds one small
-//! module per subcommand, and `main` only parses arguments and prints errors.
+//! module per subcommand, [`logging`] writes stderr for people or log shippers, and `main` only
+//! parses arguments and prints errors.
 
 pub mod analysis;
 pub mod cli;
@@ -40,5 +41,6 @@ pub mod imap;
 pub mod ingest;
 pub mod input;
 pub mod ledger;
+pub mod logging;
 
 pub use analysis::{Analysis, Kind, Label, Reason, Recipient};

@@ -5,11 +5,11 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = rebound::cli::Cli::parse();
-    rebound::cli::init_tracing(cli.verbose);
+    rebound::logging::init(cli.verbose, cli.log_format);
     match rebound::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("rebound: error: {e:#}");
+            rebound::logging::fatal(&e);
             std::process::ExitCode::from(2)
         }
     }

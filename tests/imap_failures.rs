@@ -264,7 +264,10 @@ async fn a_failed_action_still_counts_the_batch_already_committing_behind_it() {
         Some(1),
         "the cut action fails the run: {summary}"
     );
-    assert!(summary.contains("applying action"), "{summary}");
+    // The failure is printed once, on stderr; the line counts it.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("applying action"), "{err}");
+    assert!(summary.contains("errors=1"), "{summary}");
     let stored = uids(dir.path());
     assert_eq!(
         new_count(&out) as usize,

@@ -45,7 +45,7 @@ pub fn run(paths: &[PathBuf], json: bool, rules: &RuleSet) -> anyhow::Result<Exi
                             analysis: &analysis,
                         },
                     )
-                    .map_err(std::io::Error::other)
+                    .map_err(std::io::Error::from)
                     .and_then(|_| writeln!(out))
                 } else {
                     write_table_rows(&mut out, &msg.source, &analysis)
@@ -53,15 +53,12 @@ pub fn run(paths: &[PathBuf], json: bool, rules: &RuleSet) -> anyhow::Result<Exi
             }
             Err(e) => {
                 errors += 1;
-                eprintln!("rebound: {e}");
+                tracing::error!("{e}");
             }
         }
     });
-    // A closed pipe (`rebound classify ... | head`) is the reader's choice, not an error.
-    match result.and_then(|_| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
-        other => other?,
-    }
+    // A closed pipe (`rebound classify ... | head`) ends the command quietly (cli::run).
+    result.and_then(|_| out.flush())?;
     Ok(if errors > 0 {
         ExitCode::from(1)
     } else {

@@ -1,6 +1,7 @@
 //! `rebound explain ADDRESS`: the address's state, its evidence (every event, oldest first)
 //! and every state change with the policy rule that fired.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use rusqlite::{OptionalExtension, params};
@@ -62,31 +63,41 @@ pub fn run(args: &LedgerArgs, address: &str) -> anyhow::Result<ExitCode> {
         ld,
     )) = row
     else {
-        eprintln!("rebound: {address}: not in the ledger");
+        tracing::error!("{address}: not in the ledger");
         return Ok(ExitCode::from(1));
     };
     let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
-    println!("{address}{}", if role { "  (role account)" } else { "" });
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{address}{}",
+        if role { "  (role account)" } else { "" }
+    )?;
     let shown = reason
         .as_ref()
         .map_or(state.clone(), |r| format!("{state} ({r})"));
-    println!(
+    writeln!(
+        out,
         "  state:      {shown} since {} (event {})",
         dash(&since),
         state_event.map_or("-".into(), |e| e.to_string())
-    );
+    )?;
     if let Some(t) = &next_retry {
-        println!("  next retry: {t}");
+        writeln!(out, "  next retry: {t}")?;
     }
-    println!("  attempts:   {attempts} bounces, {soft} soft counting toward the limit");
-    println!("  seen:       {first} … {last}");
-    println!(
+    writeln!(
+        out,
+        "  attempts:   {attempts} bounces, {soft} soft counting toward the limit"
+    )?;
+    writeln!(out, "  seen:       {first} … {last}")?;
+    writeln!(
+        out,
         "  last bounce: {} {} {} {}",
         dash(&ll),
         dash(&lr),
         dash(&ls),
         dash(&ld)
-    );
+    )?;
 
     let mut pauses = conn.prepare(
         "SELECT reason, started_at, paused_until, event_count,
@@ -99,16 +110,17 @@ pub fn run(args: &LedgerArgs, address: &str) -> anyhow::Result<ExitCode> {
         })?
         .collect::<Result<_, _>>()?;
     if !pauses.is_empty() {
-        println!("\ndomain {domain} pauses:");
+        writeln!(out, "\ndomain {domain} pauses:")?;
         for (reason, from, until, n, now) in pauses {
-            println!(
+            writeln!(
+                out,
                 "  {from} → {until}  {reason}, {n} events{}",
                 if now { "  (PAUSED NOW)" } else { "" }
-            );
+            )?;
         }
     }
 
-    println!("\nevents (oldest first):");
+    writeln!(out, "\nevents (oldest first):")?;
     let mut events = conn.prepare(
         "SELECT e.id, e.event_time, e.role, e.kind, e.label, e.reason, e.status, e.rule,
                 coalesce(e.diagnostic, e.note), coalesce(m.source_path, m.mailbox || '/' || m.folder || ' uid ' || m.uid),
@@ -142,28 +154,29 @@ pub fn run(args: &LedgerArgs, address: &str) -> anyhow::Result<ExitCode> {
         } else {
             kind
         };
-        println!(
+        writeln!(
+            out,
             "  #{id:<5} {t}  {kind:<16} {:<8} {:<18} {:<7} rule {}",
             dash(&label),
             dash(&reason),
             dash(&status),
             dash(&rule)
-        );
+        )?;
         if let Some(p) = &seen.phase {
-            println!("          failed at {}", phase_words(p));
+            writeln!(out, "          failed at {}", phase_words(p))?;
         }
         if let Some(line) = seen.addresses_line(&address) {
-            println!("          {line}");
+            writeln!(out, "          {line}")?;
         }
         if let Some(d) = diag {
-            println!("          {d}");
+            writeln!(out, "          {d}")?;
         }
         if let Some(s) = source {
-            println!("          from {s}");
+            writeln!(out, "          from {s}")?;
         }
     }
 
-    println!("\nstate changes:");
+    writeln!(out, "\nstate changes:")?;
     let mut changes = conn.prepare(
         "SELECT changed_at, from_state, to_state, suppression_reason, rule, detail, event_id
          FROM state_changes WHERE address = ?1 ORDER BY id",
@@ -184,13 +197,14 @@ pub fn run(args: &LedgerArgs, address: &str) -> anyhow::Result<ExitCode> {
         let (t, from, to, why, rule, detail, event) = row?;
         any = true;
         let to = why.map_or(to.clone(), |w| format!("{to} ({w})"));
-        println!(
+        writeln!(
+            out,
             "  {t}  {from} → {to}  rule {rule}: {detail} (event #{})",
             event.map_or("-".into(), |e| e.to_string())
-        );
+        )?;
     }
     if !any {
-        println!("  none: the address has always been active");
+        writeln!(out, "  none: the address has always been active")?;
     }
     Ok(ExitCode::SUCCESS)
 }

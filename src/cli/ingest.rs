@@ -27,11 +27,11 @@ pub fn run(args: &LedgerArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         |event| match event {
             Event::Stored(outcome) => summary.record(&outcome),
             Event::Failed(source, e) => {
-                eprintln!("rebound: {source}: {e:#}");
+                tracing::error!("{source}: {e:#}");
                 summary.error(format!("{source}: {e:#}"));
             }
             Event::Unreadable(e) => {
-                eprintln!("rebound: {e}");
+                tracing::error!("{e}");
                 summary.error(e);
             }
         },
@@ -42,35 +42,21 @@ pub fn run(args: &LedgerArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     thread.join()?;
 
     let total = summary.new + summary.duplicates;
-    println!(
+    // The work is done: a reader gone away does not change how it went (the exit code).
+    let mut out = super::output::Lines::new();
+    out.line(format_args!(
         "ingested {total} messages into {} in {elapsed:.2} s ({:.0} msg/s): {} new, {} duplicates",
         path.display(),
         total as f64 / elapsed.max(1e-9),
         summary.new,
         summary.duplicates,
-    );
-    let bounces: Vec<String> = summary
-        .bounces_by_label
-        .iter()
-        .map(|(label, n)| format!("{label} {n}"))
-        .collect();
-    println!(
-        "bounced recipients: {}; complaints {}, unsubscribes {}, auto-replies {}, unparsed {}",
-        if bounces.is_empty() {
-            "none".to_string()
-        } else {
-            bounces.join(", ")
-        },
-        summary.complaints,
-        summary.unsubscribes,
-        summary.auto_replies,
-        summary.unparsed,
-    );
+    ))?;
+    out.line(super::summary::line("files", !summary.ok(), &summary))?;
     if !summary.errors.is_empty() {
-        println!(
+        out.line(format_args!(
             "{} errors (run {run_id} in the runs table)",
             summary.errors.len()
-        );
+        ))?;
     }
     Ok(if summary.ok() {
         ExitCode::SUCCESS

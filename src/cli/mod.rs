@@ -1,14 +1,17 @@
 //! Command-line interface: one small module per subcommand. Each returns an exit code; errors
 //! carry their context up to `main`, which prints them.
 
+mod check;
 mod classify;
 mod explain;
 mod ingest;
+mod output;
 mod poll;
 mod reactivate;
 mod rebuild;
 mod reclassify;
 mod show_raw;
+mod summary;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +21,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
 use crate::ledger::Ledger;
+use crate::logging::LogFormat;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -29,6 +33,10 @@ pub struct Cli {
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// How stderr's log lines are written: `text` for people, `json` (one object per line,
+    /// with mailbox, folder and run) for log shippers.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -110,6 +118,12 @@ pub enum Command {
         #[command(flatten)]
         args: poll::PollArgs,
     },
+    /// Check a config: the ledger's place, every secret (never shown), connection, login and
+    /// folders of every mailbox. One line per check; exit 1 when one fails.
+    Check {
+        #[command(flatten)]
+        args: check::CheckArgs,
+    },
 }
 
 /// Where the ledger is: `--db`, else the config's `[database] path`, else `rebound.db` beside
@@ -152,7 +166,16 @@ fn exists(path: &Path) -> bool {
     path.metadata().is_ok_and(|m| m.len() > 0)
 }
 
+/// Runs a command. A reader that closed standard output early (`| head`) ends it quietly with
+/// exit 0, like any other tool in a pipeline.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match command(cli) {
+        Err(e) if output::closed_pipe(&e) => Ok(ExitCode::SUCCESS),
+        other => other,
+    }
+}
+
+fn command(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Classify {
             json,
@@ -177,20 +200,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => reactivate::run(&ledger, &address, force, &note),
         Command::Poll { args, dry_run } => poll::run(&args, dry_run),
         Command::Watch { args } => watch::run(&args),
+        Command::Check { args } => check::run(&args),
     }
-}
-
-/// Logs go to stderr so that stdout stays machine-readable.
-pub fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }

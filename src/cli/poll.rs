@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use tracing::Instrument;
 
+use crate::analysis::rules::RuleSet;
 use crate::config::Config;
 use crate::imap::{self, Action, MailboxConfig, MailboxReport, PollOptions, Sink};
 use crate::ingest;
@@ -70,16 +72,14 @@ pub fn run(args: &PollArgs, dry_run: bool) -> anyhow::Result<ExitCode> {
         Duration::from_secs(args.lock_wait),
     ))?;
     let mut ok = true;
+    let mut out = super::output::Lines::new();
     for r in &reports {
-        println!("{}{}", if dry_run { "(dry run) " } else { "" }, r.line());
-        if r.failed {
-            ok = false;
-            eprintln!(
-                "rebound: mailbox {}: {}",
-                r.mailbox,
-                r.errors.last().map(String::as_str).unwrap_or("failed")
-            );
-        }
+        out.line(format_args!(
+            "{}{}",
+            if dry_run { "(dry run) " } else { "" },
+            report_line(r)
+        ))?;
+        ok &= !r.failed;
     }
     Ok(if ok {
         ExitCode::SUCCESS
@@ -118,37 +118,27 @@ async fn poll_all(
     let mut tasks = Vec::new();
     for mb in mailboxes.iter().cloned() {
         let (sink, rules, db_path) = (sink.clone(), rules.clone(), db_path.to_path_buf());
-        tasks.push(tokio::spawn(async move {
-            let opts = PollOptions { dry_run };
-            let Sink::Ledger(writer) = &sink else {
-                return imap::poll_mailbox(&mb, sink.clone(), rules, &opts).await;
-            };
-            let writer = writer.clone();
-            let lock = match imap::lock::acquire(&db_path, &mb.name, lock_wait).await {
-                Ok(l) => l,
-                Err(e) => {
-                    let mut r = MailboxReport::new(&mb.name);
-                    r.errors.push(format!("{e:#}"));
-                    r.failed = true;
-                    return r;
+        // Every log line of the mailbox's task names it, and its run once one is open.
+        let span = tracing::error_span!("mailbox", mailbox = %mb.name, run = tracing::field::Empty);
+        tasks.push(tokio::spawn(
+            async move {
+                let report = poll_one(&mb, sink, rules, &db_path, lock_wait, dry_run).await;
+                // The failure, printed once; the report line only counts it.
+                if report.failed {
+                    let error = report.errors.last().map(String::as_str).unwrap_or("failed");
+                    tracing::error!("{error}");
                 }
-            };
-            let run = writer.start_run(&mb.name).await;
-            let report = imap::poll_mailbox(&mb, sink, rules, &opts).await;
-            if let Ok(id) = run
-                && let Err(e) = writer.finish_run(id, summary(&report)).await
-            {
-                tracing::error!(mailbox = %mb.name, error = %e, "could not record the run");
+                report
             }
-            drop(lock);
-            report
-        }));
+            .instrument(span),
+        ));
     }
     drop(sink);
     let mut reports = Vec::new();
     for (task, mb) in tasks.into_iter().zip(mailboxes) {
         reports.push(task.await.unwrap_or_else(|e| {
             let mut r = MailboxReport::new(&mb.name);
+            tracing::error!(mailbox = %mb.name, "internal error: {e}");
             r.errors.push(format!("internal error: {e}"));
             r.failed = true;
             r
@@ -161,6 +151,52 @@ async fn poll_all(
             .map_err(|e| anyhow::anyhow!("the ledger writer: {e}"))??;
     }
     Ok(reports)
+}
+
+/// One mailbox of a poll: its lock, its `runs` row, the poll itself.
+async fn poll_one(
+    mb: &MailboxConfig,
+    sink: Sink,
+    rules: Arc<RuleSet>,
+    db_path: &Path,
+    lock_wait: Duration,
+    dry_run: bool,
+) -> MailboxReport {
+    let opts = PollOptions { dry_run };
+    let Sink::Ledger(writer) = &sink else {
+        return imap::poll_mailbox(mb, sink, rules, &opts).await;
+    };
+    let writer = writer.clone();
+    let failed = |error: String| {
+        let mut r = MailboxReport::new(&mb.name);
+        r.errors.push(error);
+        r.failed = true;
+        r
+    };
+    let lock = match imap::lock::acquire(db_path, &mb.name, lock_wait).await {
+        Ok(l) => l,
+        Err(e) => return failed(format!("{e:#}")),
+    };
+    // A run the ledger cannot record is a failed run: the operator's view of when each
+    // mailbox last ran fine must never be silently wrong.
+    let id = match writer.start_run(&mb.name).await {
+        Ok(id) => id,
+        Err(e) => {
+            return failed(format!(
+                "could not record the run in the ledger, so the mailbox was not read: {e:#}"
+            ));
+        }
+    };
+    tracing::Span::current().record("run", id);
+    let mut report = imap::poll_mailbox(mb, sink, rules, &opts).await;
+    if let Err(e) = writer.finish_run(id, summary(&report)).await {
+        report.errors.push(format!(
+            "could not record the end of run {id} in the ledger: {e:#}"
+        ));
+        report.failed = true;
+    }
+    drop(lock);
+    report
 }
 
 /// A dry run starts from the ledger's progress when there is a ledger, without opening it for
@@ -198,16 +234,21 @@ fn dry_run_progress(
 
 /// The ledger's `runs` row for a mailbox report.
 pub(crate) fn summary(r: &MailboxReport) -> RunSummary {
-    use crate::analysis::Kind;
     RunSummary {
         new: r.new,
         duplicates: r.duplicates,
+        kinds: r.kinds.clone(),
         bounces_by_label: r.labels.clone(),
-        complaints: r.kind(Kind::Complaint),
-        unsubscribes: r.kind(Kind::Unsubscribe),
-        auto_replies: r.kind(Kind::AutoReply),
-        unparsed: r.kind(Kind::Unparsed),
         errors: r.errors.clone(),
         folder: r.folder.clone(),
     }
+}
+
+/// The summary line of a mailbox report (`name [folder]` for a watch folder).
+pub(crate) fn report_line(r: &MailboxReport) -> String {
+    let name = match &r.folder {
+        Some(folder) => format!("{} [{folder}]", r.mailbox),
+        None => r.mailbox.clone(),
+    };
+    super::summary::line(&name, r.failed, &summary(r))
 }

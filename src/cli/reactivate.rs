@@ -2,6 +2,7 @@
 //! an event in the ledger (so it survives reclassify) and a state change naming the rule
 //! `manual_reactivate`.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use super::LedgerArgs;
@@ -12,20 +13,20 @@ pub fn run(args: &LedgerArgs, address: &str, force: bool, note: &str) -> anyhow:
     Ok(match ledger.reactivate(address, force, note)? {
         Reactivation::Done { from, reason } => {
             let was = reason.map_or(from.clone(), |r| format!("{from} ({r})"));
-            println!("{address}: {was} → active");
+            writeln!(std::io::stdout().lock(), "{address}: {was} → active")?;
             ExitCode::SUCCESS
         }
         Reactivation::AlreadyActive => {
-            println!("{address}: already active");
+            writeln!(std::io::stdout().lock(), "{address}: already active")?;
             ExitCode::SUCCESS
         }
         Reactivation::Unknown => {
-            eprintln!("rebound: {address}: not in the ledger");
+            tracing::error!("{address}: not in the ledger");
             ExitCode::from(1)
         }
         Reactivation::NeedsForce { reason } => {
-            eprintln!(
-                "rebound: {address} is suppressed ({reason}); this is permanent evidence, use --force to reactivate anyway"
+            tracing::error!(
+                "{address} is suppressed ({reason}); this is permanent evidence, use --force to reactivate anyway"
             );
             ExitCode::from(1)
         }

@@ -2,6 +2,7 @@
 //! table, on the stored messages an older table (or parser) decided (`--all`: every one), and
 //! rebuild events and projection in one transaction, printing what changed.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use super::LedgerArgs;
@@ -9,6 +10,6 @@ use super::LedgerArgs;
 pub fn run(args: &LedgerArgs, since: Option<&str>, all: bool) -> anyhow::Result<ExitCode> {
     let (config, mut ledger) = args.open_existing()?;
     let report = ledger.reclassify(&config.rules(), since, all)?;
-    print!("{report}");
+    write!(std::io::stdout().lock(), "{report}")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,16 +1,29 @@
 //! `rebound watch`: poll every mailbox, then stay connected (IMAP IDLE, or the poll interval
 //! where the server has no IDLE), one task and one connection per folder of each mailbox, until
-//! SIGINT or SIGTERM. Every round that finds something prints its line and records a `runs` row.
+//! SIGINT or SIGTERM. Every round that finds something prints its line.
+//!
+//! Each folder has one open `runs` row at a time. A round that finds nothing records the
+//! row's heartbeat ("read fine just now"); a round that finds something or fails closes the row
+//! with its counts and opens the next one; stopping closes the open rows. So the ledger says at
+//! any time when each folder was last read fine, and a watch killed outright leaves open rows
+//! that the next run marks aborted. Rows are written by the ledger's writer thread, like
+//! everything else (see `crate::ingest`), in the order each folder's rounds end.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::imap::{self, Sink};
-use crate::ingest;
-use crate::ledger::Ledger;
+use futures::FutureExt;
+use tracing::Instrument;
 
-use super::poll::{PollArgs, load, summary};
+use crate::imap::{self, MailboxReport, Sink};
+use crate::ingest::{self, writer::Writer};
+use crate::ledger::{Ledger, RunSummary};
+
+use super::output::Lines;
+use super::poll::{PollArgs, load, report_line, summary};
 
 pub fn run(args: &PollArgs) -> anyhow::Result<ExitCode> {
     let (cfg, mailboxes, db_path) = load(&args.config, args.db.as_deref(), &args.mailbox)?;
@@ -26,45 +39,114 @@ pub fn run(args: &PollArgs) -> anyhow::Result<ExitCode> {
         for mb in &mailboxes {
             locks.push(imap::lock::acquire(&db_path, &mb.name, Duration::from_secs(args.lock_wait)).await?);
         }
+        let out = Arc::new(Mutex::new(Lines::new()));
+        // Set when a run could not be recorded: the watch goes on, but ends with exit 1.
+        let unrecorded = Arc::new(AtomicBool::new(false));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
+        let mut all_runs = Vec::new();
         for mb in mailboxes.clone() {
-            let sink = Sink::Ledger(writer.clone());
-            let recorder = writer.clone();
-            let on_report: imap::watch::OnReport = Arc::new(move |report: imap::MailboxReport| {
-                println!("{}", report.line());
-                let recorder = recorder.clone();
-                tokio::spawn(async move {
-                    let recorded = match recorder.start_run(&report.mailbox).await {
-                        Ok(id) => recorder.finish_run(id, summary(&report)).await,
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = recorded {
-                        tracing::error!(mailbox = %report.mailbox, error = %e, "could not record the run");
+            let runs = Arc::new(FolderRuns::default());
+            for folder in mb.folders() {
+                let id = writer.start_folder_run(&mb.name, &folder).await?;
+                runs.open.lock().unwrap().insert(folder, id);
+            }
+            all_runs.push((mb.name.clone(), runs.clone()));
+            let (recorder, out, unrecorded) = (writer.clone(), out.clone(), unrecorded.clone());
+            let name = mb.name.clone();
+            let on_report: imap::watch::OnReport = Arc::new(move |report: MailboxReport| {
+                let eventful = report.new > 0 || report.duplicates > 0 || report.failed || !report.errors.is_empty();
+                if eventful && let Err(e) = out.lock().unwrap().line(report_line(&report)) {
+                    tracing::error!("could not print the summary line: {e}");
+                }
+                let (runs, recorder, unrecorded) = (runs.clone(), recorder.clone(), unrecorded.clone());
+                async move {
+                    if let Err(e) = runs.record(&recorder, &report, eventful).await {
+                        tracing::error!("could not record the run in the ledger: {e:#}");
+                        unrecorded.store(true, Ordering::SeqCst);
                     }
-                });
+                }
+                .boxed()
             });
-            tasks.push(tokio::spawn(imap::watch::watch_mailbox(mb, sink, rules.clone(), stop_rx.clone(), on_report)));
+            let span = tracing::error_span!("mailbox", mailbox = %name);
+            let sink = Sink::Ledger(writer.clone());
+            tasks.push(tokio::spawn(
+                imap::watch::watch_mailbox(mb, sink, rules.clone(), stop_rx.clone(), on_report).instrument(span),
+            ));
         }
-        drop(writer);
-        eprintln!("rebound: watching {} mailbox(es); SIGINT or SIGTERM to stop", mailboxes.len());
+        tracing::info!("watching {} mailbox(es); SIGINT or SIGTERM to stop", mailboxes.len());
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        eprintln!("rebound: stopping");
+        tracing::info!("stopping");
         let _ = stop_tx.send(true);
         let all = futures::future::join_all(tasks);
-        if tokio::time::timeout(Duration::from_secs(15), all).await.is_err() {
-            eprintln!("rebound: some mailboxes did not stop within 15 s");
-            return Ok::<_, anyhow::Error>(ExitCode::from(1));
+        let stopped = tokio::time::timeout(Duration::from_secs(15), all).await.is_ok();
+        if !stopped {
+            tracing::error!("some mailboxes did not stop within 15 s");
+        }
+        for (name, runs) in all_runs {
+            if let Err(e) = runs.stop(&writer).await {
+                tracing::error!(mailbox = %name, "could not record the end of the run in the ledger: {e:#}");
+                unrecorded.store(true, Ordering::SeqCst);
+            }
         }
         drop(locks);
-        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+        Ok::<_, anyhow::Error>(if stopped && !unrecorded.load(Ordering::SeqCst) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
     })?;
-    // Every handle on the writer is gone with the tasks: it finishes what it was sent.
+    // Every handle on the writer is gone with the runtime's tasks: it finishes what it was sent.
     drop(runtime);
     thread.join()?;
     Ok(code)
+}
+
+/// The open `runs` row of each folder of one mailbox. Each folder's task records its own
+/// rounds, one after the other; the lock is never held across a write.
+#[derive(Default)]
+struct FolderRuns {
+    open: Mutex<HashMap<String, i64>>,
+}
+
+impl FolderRuns {
+    /// Records one round: a heartbeat when it found nothing; otherwise the open row is closed
+    /// with the round's counts and the next one opened.
+    async fn record(
+        &self,
+        writer: &Writer,
+        report: &MailboxReport,
+        eventful: bool,
+    ) -> anyhow::Result<()> {
+        let folder = report.folder.clone().unwrap_or_default();
+        let Some(id) = self.open.lock().unwrap().get(&folder).copied() else {
+            anyhow::bail!("no open run for folder {folder}");
+        };
+        tracing::Span::current().record("run", id);
+        if !eventful {
+            return writer.heartbeat(id).await;
+        }
+        writer.finish_run(id, summary(report)).await?;
+        let next = writer.start_folder_run(&report.mailbox, &folder).await?;
+        self.open.lock().unwrap().insert(folder, next);
+        tracing::Span::current().record("run", next);
+        Ok(())
+    }
+
+    /// Closes every open row: the watch is stopping.
+    async fn stop(&self, writer: &Writer) -> anyhow::Result<()> {
+        let open: Vec<(String, i64)> = self.open.lock().unwrap().drain().collect();
+        for (folder, id) in open {
+            let nothing = RunSummary {
+                folder: Some(folder),
+                ..Default::default()
+            };
+            writer.stop_run(id, nothing).await?;
+        }
+        Ok(())
+    }
 }

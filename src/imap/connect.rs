@@ -39,8 +39,11 @@ where
     E: Into<anyhow::Error>,
 {
     match tokio::time::timeout(limit, fut).await {
-        Ok(r) => r.map_err(Into::into).with_context(|| what.to_string()),
-        Err(_) => bail!("{what}: no answer within {} s", limit.as_secs()),
+        Ok(r) => r.map_err(|e| super::diagnosis::imap(e.into(), what)),
+        Err(_) => bail!(
+            "{what}: no answer within {} s (timeout_secs)",
+            limit.as_secs()
+        ),
     }
 }
 
@@ -84,14 +87,20 @@ pub async fn connect(cfg: &MailboxConfig) -> anyhow::Result<Client> {
     let tcp = timed(
         limit,
         &format!("connecting to {}:{port}", cfg.host),
-        TcpStream::connect((cfg.host.as_str(), port)),
+        async {
+            TcpStream::connect((cfg.host.as_str(), port))
+                .await
+                .map_err(|e| super::diagnosis::tcp(e, cfg))
+        },
     )
     .await?;
     tcp.set_nodelay(true)?;
     match cfg.tls {
         Tls::None => {
             let mut client = Client::new(Box::new(tcp) as Io);
-            greeting(&mut client, limit).await?;
+            greeting(&mut client, limit)
+                .await
+                .map_err(|e| plain_greeting_hint(e, cfg))?;
             Ok(client)
         }
         Tls::Implicit => {
@@ -103,7 +112,10 @@ pub async fn connect(cfg: &MailboxConfig) -> anyhow::Result<Client> {
         Tls::Starttls => {
             let mut client = async_imap::Client::new(tcp);
             let mut greeted = false;
-            match timed(limit, "reading the greeting", client.read_response()).await? {
+            let first = timed(limit, "reading the greeting", client.read_response())
+                .await
+                .map_err(|e| plain_greeting_hint(e, cfg))?;
+            match first {
                 Some(r)
                     if matches!(
                         r.parsed(),
@@ -115,11 +127,14 @@ pub async fn connect(cfg: &MailboxConfig) -> anyhow::Result<Client> {
                 {
                     greeted = true
                 }
-                Some(r) => tracing::debug!(greeting = ?r.parsed(), "unexpected greeting"),
+                Some(_) => {}
                 None => {}
             }
             if !greeted {
-                bail!("{}:{port} did not greet with OK", cfg.host);
+                bail!(
+                    "{}:{port} did not greet as an IMAP server: check port = {port} (143 for STARTTLS)",
+                    cfg.host
+                );
             }
             timed(
                 limit,
@@ -150,9 +165,28 @@ async fn handshake(
     timed(
         cfg.timeout(),
         &format!("TLS handshake with {}", cfg.host),
-        connector.connect(name, tcp),
+        async {
+            connector
+                .connect(name, tcp)
+                .await
+                .map_err(|e| super::diagnosis::tls(e, cfg))
+        },
     )
     .await
+}
+
+/// A plain connection that gets no greeting is most often a TLS port: the server waits for
+/// the client's TLS hello while the client waits for the greeting.
+fn plain_greeting_hint(e: anyhow::Error, cfg: &MailboxConfig) -> anyhow::Error {
+    if e.to_string().contains("no answer within") {
+        e.context(format!(
+            "no IMAP greeting from {}:{}: if this port speaks TLS from the first byte (usually 993), set tls = \"implicit\"",
+            cfg.host,
+            cfg.port()
+        ))
+    } else {
+        e
+    }
 }
 
 async fn greeting(client: &mut Client, limit: Duration) -> anyhow::Result<()> {
@@ -162,7 +196,20 @@ async fn greeting(client: &mut Client, limit: Duration) -> anyhow::Result<()> {
                 status: imap_proto::Status::Ok,
                 ..
             } => Ok(()),
-            other => bail!("unexpected greeting: {other:?}"),
+            imap_proto::Response::Data {
+                status: imap_proto::Status::Bye,
+                outcome,
+                ..
+            } => bail!(
+                "the server said BYE instead of a greeting: {}",
+                outcome
+                    .information
+                    .as_deref()
+                    .unwrap_or("(no reason given)")
+            ),
+            _ => bail!(
+                "the server did not greet as an IMAP server: is port right (993 for IMAP over TLS, 143 for STARTTLS)?"
+            ),
         },
         None => bail!("connection closed before the greeting"),
     }

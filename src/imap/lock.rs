@@ -2,6 +2,9 @@
 //! (a slow timer run and the next one, or `poll` while `watch` runs) never read the same mailbox
 //! at the same time. The lock is held by the open file: the OS releases it when the process
 //! dies, so a crash never leaves a stale lock behind.
+//!
+//! The file is the lock, so it is private like the ledger (mode 0600 whatever the umask): a
+//! lock file other users could open would let any local user take it and stop every poll.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
@@ -33,12 +36,8 @@ pub async fn acquire(
     wait: Duration,
 ) -> anyhow::Result<MailboxLock> {
     let path = lock_path(database, mailbox);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening lock file {}", path.display()))?;
+    let file =
+        open_private(&path).with_context(|| format!("opening lock file {}", path.display()))?;
     let deadline = Instant::now() + wait;
     loop {
         match file.try_lock() {
@@ -56,6 +55,31 @@ pub async fn acquire(
             }
         }
     }
+}
+
+/// Opens (creating) a file only its owner may read or write: created 0600 (the umask can only
+/// take bits away), and narrowed to 0600 when an older rebound created it wider.
+fn open_private(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let file = options.open(path)?;
+        let meta = file.metadata()?;
+        if meta.permissions().mode() & 0o077 != 0
+            && let Err(e) = file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        {
+            tracing::warn!(
+                "lock file {} can be opened by other users and could not be made private ({e}): chmod 600 it",
+                path.display()
+            );
+        }
+        Ok(file)
+    }
+    #[cfg(not(unix))]
+    options.open(path)
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ pub mod action;
 pub mod auth;
 pub mod config;
 pub mod connect;
+pub mod diagnosis;
 pub mod fetch;
 pub mod folder_name;
 pub mod lock;

@@ -21,7 +21,8 @@ use crate::analysis::{Kind, Label};
 use crate::ingest::{self, Message};
 use crate::ledger::{Origin, Outcome};
 
-/// What one poll of one mailbox did: the line printed per mailbox and the `runs` row.
+/// What one poll of one mailbox did: the line printed per mailbox (`cli::summary`) and the
+/// `runs` row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MailboxReport {
     pub mailbox: String,
@@ -73,43 +74,6 @@ impl MailboxReport {
         for l in &stored.labels {
             *self.labels.entry(*l).or_default() += 1;
         }
-    }
-
-    /// The one-line summary printed per mailbox.
-    pub fn line(&self) -> String {
-        let labels = [Label::Hard, Label::Soft, Label::Blocked, Label::Invalid]
-            .iter()
-            .map(|l| {
-                format!(
-                    "{}={}",
-                    l.as_str(),
-                    self.labels.get(l).copied().unwrap_or(0)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
-        let status = if self.failed { "FAILED" } else { "ok" };
-        let name = match &self.folder {
-            Some(folder) => format!("{} [{folder}]", self.mailbox),
-            None => self.mailbox.clone(),
-        };
-        let mut line = format!(
-            "{name}: {status} new={} bounces={} ({labels}) delays={} complaints={} unsubscribes={} auto_replies={} other={} unparsed={} already_stored={} errors={}",
-            self.new,
-            self.kind(Kind::Bounce),
-            self.kind(Kind::Delay),
-            self.kind(Kind::Complaint),
-            self.kind(Kind::Unsubscribe),
-            self.kind(Kind::AutoReply),
-            self.kind(Kind::Other) + self.kind(Kind::DeliveryReport),
-            self.kind(Kind::Unparsed),
-            self.duplicates,
-            self.errors.len(),
-        );
-        if let Some(last) = self.errors.last() {
-            line.push_str(&format!(" last_error=\"{}\"", last.replace('"', "'")));
-        }
-        line
     }
 }
 
@@ -555,9 +519,9 @@ pub async fn poll_mailbox(
                 break;
             }
             Err(e) => {
-                tracing::warn!(mailbox = %cfg.name, attempt, error = %format!("{e:#}"), "poll failed");
                 let poisoned = worker.poison.uids.len();
                 if !worker.failed(&e) {
+                    tracing::debug!("attempt {attempt}/{budget} failed, not retried: {e:#}");
                     break;
                 }
                 // A message just found to be poison earns one more attempt, to record it and
@@ -565,8 +529,17 @@ pub async fn poll_mailbox(
                 if worker.poison.uids.len() > poisoned && budget < attempts + 8 {
                     budget += 1;
                 }
+                // The final failure is printed once, by the caller; the ones retried are
+                // details (`-v`).
                 if attempt < budget {
-                    tokio::time::sleep(backoff(attempt)).await;
+                    let wait = backoff(attempt);
+                    tracing::info!(
+                        "attempt {attempt}/{budget} failed, retrying in {} s: {e:#}",
+                        wait.as_secs()
+                    );
+                    tokio::time::sleep(wait).await;
+                } else {
+                    tracing::debug!("attempt {attempt}/{budget} failed: {e:#}");
                 }
             }
         }

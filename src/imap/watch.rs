@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use async_imap::types::UnsolicitedResponse;
 use tokio::sync::watch::Receiver;
+use tracing::Instrument;
 
 use super::action::{Capabilities, Folders};
 use super::config::MailboxConfig;
@@ -32,8 +33,11 @@ use crate::analysis::rules::RuleSet;
 /// Longest IDLE before re-issuing it (RFC 2177 asks clients to re-IDLE within 29 minutes).
 const MAX_IDLE: Duration = Duration::from_secs(29 * 60);
 
-/// Receives a report for every round that found something or failed.
-pub type OnReport = Arc<dyn Fn(MailboxReport) + Send + Sync>;
+/// Receives a report for every round: one that found something, one that failed, and one that
+/// found nothing (the folder was read fine: a heartbeat). The folder task waits for what it
+/// returns (the recording of the round) before the next round.
+pub type OnReport =
+    Arc<dyn Fn(MailboxReport) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
 /// Watches every folder of one mailbox until `shutdown` turns true, one task per folder.
 pub async fn watch_mailbox(
@@ -47,25 +51,32 @@ pub async fn watch_mailbox(
         .folders()
         .into_iter()
         .map(|folder| {
+            // The task's log lines carry its folder, and the run it is recording (the caller
+            // records `run` into this span as it opens runs).
+            let span =
+                tracing::error_span!("folder", folder = %folder, run = tracing::field::Empty);
             let one = MailboxConfig {
                 folders: vec![folder],
                 ..cfg.clone()
             };
-            tokio::spawn(watch_folder(
-                one,
-                sink.clone(),
-                rules.clone(),
-                shutdown.clone(),
-                on_report.clone(),
-            ))
+            tokio::spawn(
+                watch_folder(
+                    one,
+                    sink.clone(),
+                    rules.clone(),
+                    shutdown.clone(),
+                    on_report.clone(),
+                )
+                .instrument(span),
+            )
         })
         .collect();
     for task in futures::future::join_all(tasks).await {
         if let Err(e) = task {
-            tracing::error!(mailbox = %cfg.name, error = %e, "watch: a folder task ended abnormally");
+            tracing::error!("a folder task of the watch ended abnormally: {e}");
         }
     }
-    tracing::info!(mailbox = %cfg.name, "watch stopped");
+    tracing::info!("watch stopped");
 }
 
 /// Watches the single folder of `cfg` (see [`watch_mailbox`]) until `shutdown` turns true.
@@ -83,9 +94,7 @@ async fn watch_folder(
         match connected(&mut worker, &mut shutdown, &on_report, &mut failures).await {
             Ok(()) => break,
             Err(e) => {
-                tracing::warn!(mailbox = %cfg.name, folder, error = %format!("{e:#}"), "watch: session failed; reconnecting");
                 let retry = worker.failed(&e);
-                on_report(worker.take_report().in_folder(&folder));
                 failures += 1;
                 // Authentication failures wait the longest backoff: a person must fix them.
                 let wait = if retry {
@@ -93,6 +102,13 @@ async fn watch_folder(
                 } else {
                     backoff(u32::MAX)
                 };
+                // Printed once per failure (the mailbox and folder come from the task's span);
+                // the report line that follows only counts it.
+                tracing::warn!(
+                    "session failed, reconnecting in {} s: {e:#}",
+                    wait.as_secs()
+                );
+                on_report(worker.take_report().in_folder(&folder)).await;
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => {}
@@ -100,7 +116,7 @@ async fn watch_folder(
             }
         }
     }
-    tracing::info!(mailbox = %cfg.name, folder, "watch of folder stopped");
+    tracing::info!("watch of the folder stopped");
 }
 
 /// True when the server announced new mail (`* n EXISTS`) while the sync was running. IDLE
@@ -131,15 +147,14 @@ async fn connected(
         // The sync ends with the task's only folder selected: IDLE then watches it.
         worker.sync(&mut session, caps, &mut folders).await?;
         *failures = 0;
-        let report = worker.take_report().in_folder(&cfg.folders()[0]);
-        if report.new > 0 || report.duplicates > 0 || !report.errors.is_empty() {
-            on_report(report);
-        }
+        // Every complete round is reported, empty ones too: the caller records them as the
+        // folder's heartbeat ("last read fine"), and prints those that found something.
+        on_report(worker.take_report().in_folder(&cfg.folders()[0])).await;
         if *shutdown.borrow() {
             break;
         }
         if arrived_during_sync(&session) {
-            tracing::debug!(mailbox = %cfg.name, "new mail announced during the sync: syncing again");
+            tracing::debug!("new mail announced during the sync: syncing again");
             continue;
         }
         if caps.idle {
@@ -155,7 +170,7 @@ async fn connected(
             };
             if let Some(r) = woke {
                 let r = r?;
-                tracing::debug!(mailbox = %cfg.name, response = ?r, "IDLE woke up");
+                tracing::debug!(response = ?r, "IDLE woke up");
             }
             session = timed(limit, "DONE (leaving IDLE)", idle.done()).await?;
         } else {

@@ -28,32 +28,15 @@ enum Request {
         stream: Option<Stream>,
         reply: oneshot::Sender<BatchResult>,
     },
-    Known {
-        shas: Vec<String>,
-        reply: oneshot::Sender<anyhow::Result<HashSet<String>>>,
-    },
-    Folder {
-        mailbox: String,
-        folder: String,
-        reply: oneshot::Sender<anyhow::Result<Option<FolderState>>>,
-    },
     Resume {
         stream: Stream,
     },
-    StartRun {
-        mailbox: String,
-        reply: oneshot::Sender<anyhow::Result<i64>>,
-    },
-    FinishRun {
-        id: i64,
-        summary: RunSummary,
-        reply: oneshot::Sender<anyhow::Result<()>>,
-    },
-    SyncEveryCommit {
-        yes: bool,
-        reply: oneshot::Sender<anyhow::Result<()>>,
-    },
+    /// Anything else the ledger does for a caller, run in turn (see [`Writer::call`]).
+    Call(Job),
 }
+
+/// A piece of work for the writer thread; it sends its own answer.
+type Job = Box<dyn FnOnce(&mut Ledger) + Send>;
 
 /// Batches queued ahead of the writer: enough for the next batches to wait (and be written
 /// together) while one is written, few enough that memory stays bounded by a few batches.
@@ -171,26 +154,8 @@ fn serve(mut ledger: Ledger, mut rx: mpsc::Receiver<Request>) {
                 write_group(&mut ledger, group, &mut stopped);
                 progress.add(messages, started.elapsed());
             }
-            Request::Known { shas, reply } => {
-                let _ = reply.send(ledger.known(&shas));
-            }
-            Request::Folder {
-                mailbox,
-                folder,
-                reply,
-            } => {
-                let _ = reply.send(ledger.folder_state(&mailbox, &folder));
-            }
             Request::Resume { stream } => stopped.retain(|s| *s != stream),
-            Request::StartRun { mailbox, reply } => {
-                let _ = reply.send(ledger.start_run(&mailbox));
-            }
-            Request::FinishRun { id, summary, reply } => {
-                let _ = reply.send(ledger.finish_run(id, &summary));
-            }
-            Request::SyncEveryCommit { yes, reply } => {
-                let _ = reply.send(ledger.sync_every_commit(yes));
-            }
+            Request::Call(job) => job(&mut ledger),
         }
     }
     progress.done();
@@ -358,7 +323,7 @@ impl Writer {
 
     /// Which of these sha256s the ledger holds already.
     pub fn known_blocking(&self, shas: Vec<String>) -> anyhow::Result<HashSet<String>> {
-        self.ask_blocking(|reply| Request::Known { shas, reply })
+        self.call_blocking(move |l| l.known(&shas))
     }
 
     /// Where a folder's reading stands.
@@ -367,66 +332,90 @@ impl Writer {
         mailbox: &str,
         folder: &str,
     ) -> anyhow::Result<Option<FolderState>> {
-        self.ask(|reply| Request::Folder {
-            mailbox: mailbox.to_string(),
-            folder: folder.to_string(),
-            reply,
-        })
-        .await
+        let (mailbox, folder) = (mailbox.to_string(), folder.to_string());
+        self.call(move |l| l.folder_state(&mailbox, &folder)).await
     }
 
     /// Opens a `runs` row for a mailbox (`files` for `rebound ingest`).
     pub async fn start_run(&self, mailbox: &str) -> anyhow::Result<i64> {
-        self.ask(|reply| Request::StartRun {
-            mailbox: mailbox.to_string(),
-            reply,
-        })
-        .await
+        let mailbox = mailbox.to_string();
+        self.call(move |l| l.start_run(&mailbox)).await
     }
 
     /// [`Writer::start_run`] from a thread outside any async runtime.
     pub fn start_run_blocking(&self, mailbox: &str) -> anyhow::Result<i64> {
-        self.ask_blocking(|reply| Request::StartRun {
-            mailbox: mailbox.to_string(),
-            reply,
-        })
+        let mailbox = mailbox.to_string();
+        self.call_blocking(move |l| l.start_run(&mailbox))
+    }
+
+    /// Opens a `runs` row for one folder of a mailbox (a `watch` folder task).
+    pub async fn start_folder_run(&self, mailbox: &str, folder: &str) -> anyhow::Result<i64> {
+        let (mailbox, folder) = (mailbox.to_string(), folder.to_string());
+        self.call(move |l| l.start_folder_run(&mailbox, Some(&folder)))
+            .await
     }
 
     /// Closes a `runs` row with its summary.
     pub async fn finish_run(&self, id: i64, summary: RunSummary) -> anyhow::Result<()> {
-        self.ask(|reply| Request::FinishRun { id, summary, reply })
-            .await
+        self.call(move |l| l.finish_run(id, &summary)).await
     }
 
     /// [`Writer::finish_run`] from a thread outside any async runtime.
     pub fn finish_run_blocking(&self, id: i64, summary: RunSummary) -> anyhow::Result<()> {
-        self.ask_blocking(|reply| Request::FinishRun { id, summary, reply })
+        self.call_blocking(move |l| l.finish_run(id, &summary))
+    }
+
+    /// Closes a `runs` row because its process is stopping (see [`Ledger::stop_run`]).
+    pub async fn stop_run(&self, id: i64, summary: RunSummary) -> anyhow::Result<()> {
+        self.call(move |l| l.stop_run(id, &summary)).await
+    }
+
+    /// Records that a run read everything fine just now (see [`Ledger::heartbeat`]).
+    pub async fn heartbeat(&self, id: i64) -> anyhow::Result<()> {
+        self.call(move |l| l.heartbeat(id)).await
     }
 
     /// See [`Ledger::sync_every_commit`].
     pub fn sync_every_commit_blocking(&self, yes: bool) -> anyhow::Result<()> {
-        self.ask_blocking(|reply| Request::SyncEveryCommit { yes, reply })
+        self.call_blocking(move |l| l.sync_every_commit(yes))
     }
 
-    async fn ask<T>(
+    /// Runs `f` on the writer thread, after everything queued before it, and returns what it
+    /// returns: the one way to the ledger besides batches.
+    pub async fn call<T: Send + 'static>(
         &self,
-        request: impl FnOnce(oneshot::Sender<anyhow::Result<T>>) -> Request,
+        f: impl FnOnce(&mut Ledger) -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(request(reply)).await.map_err(|_| stopped())?;
+        let (job, rx) = job(f);
+        self.tx
+            .send(Request::Call(job))
+            .await
+            .map_err(|_| stopped())?;
         rx.await.unwrap_or_else(|_| Err(stopped()))
     }
 
-    fn ask_blocking<T>(
+    /// [`Writer::call`] from a thread outside any async runtime.
+    pub fn call_blocking<T: Send + 'static>(
         &self,
-        request: impl FnOnce(oneshot::Sender<anyhow::Result<T>>) -> Request,
+        f: impl FnOnce(&mut Ledger) -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
-        let (reply, rx) = oneshot::channel();
+        let (job, rx) = job(f);
         self.tx
-            .blocking_send(request(reply))
+            .blocking_send(Request::Call(job))
             .map_err(|_| stopped())?;
         rx.blocking_recv().unwrap_or_else(|_| Err(stopped()))
     }
+}
+
+/// A job that answers on its own channel.
+fn job<T: Send + 'static>(
+    f: impl FnOnce(&mut Ledger) -> anyhow::Result<T> + Send + 'static,
+) -> (Job, oneshot::Receiver<anyhow::Result<T>>) {
+    let (reply, rx) = oneshot::channel();
+    let job: Job = Box::new(move |l| {
+        let _ = reply.send(f(l));
+    });
+    (job, rx)
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //! columns are part of the product's interface: add, never rename.
 //!
 //! Migrations are a list of SQL scripts; script `i` moves the database from `user_version = i`
-//! to `i + 1`. Each runs in its own transaction with the version bump, so a crash leaves the
-//! database at a whole version.
+//! to `i + 1`. Each runs in its own immediate write transaction with the version bump, so a
+//! crash leaves the database at a whole version and two processes never apply the same one.
 //!
 //! Three kinds of tables:
 //! - evidence (`messages`, `events`): written once by ingest, rebuilt only by `reclassify`
@@ -14,7 +14,7 @@
 //! - bookkeeping (`imap_folders`, `runs`).
 
 use anyhow::Context;
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 const V1: &str = r#"
 CREATE TABLE messages (
@@ -324,26 +324,75 @@ DROP INDEX IF EXISTS addresses_domain;
 DROP INDEX IF EXISTS messages_kind;
 "#;
 
+/// Runs an operator can trust at a sqlite3 prompt:
+/// - `kinds`: the new messages of the run per kind (`challenge` and `delivery_report` are no
+///   longer hidden under other counts); `auto_replies` counts auto-replies only from now on.
+/// - `pid` and `host` say which process ran it: a run left unfinished by a process that is
+///   gone (killed, out of memory, a power cut) is marked `aborted_at` by the next run, instead
+///   of looking as if it were still going for ever.
+/// - `heartbeat_at`: the last time the run had read everything it reads (a poll or an ingest:
+///   its end, when it went fine; a `watch` folder: every round, at least every
+///   `poll_interval_secs`), so that "when did each mailbox last run fine" stays current while
+///   a watch runs and finds nothing. Past runs that went fine get their `finished_at`.
+/// - `v_mailbox_runs`: per mailbox, when it last ran fine and how many runs failed or died.
+const V7: &str = r#"
+ALTER TABLE runs ADD COLUMN kinds TEXT;           -- JSON: new messages per kind, {"bounce": 9, "challenge": 1}
+ALTER TABLE runs ADD COLUMN pid INTEGER;          -- the process running it...
+ALTER TABLE runs ADD COLUMN host TEXT;            -- ...on this host
+ALTER TABLE runs ADD COLUMN heartbeat_at TEXT;    -- last time the run had read everything fine
+ALTER TABLE runs ADD COLUMN aborted_at TEXT;      -- when a later run found it unfinished, its process gone
+UPDATE runs SET heartbeat_at = finished_at WHERE ok = 1;
+CREATE INDEX runs_unfinished ON runs(id) WHERE finished_at IS NULL AND aborted_at IS NULL;
+CREATE VIEW v_mailbox_runs AS
+SELECT mailbox,
+       max(heartbeat_at)                                                 AS last_ok_at,
+       max(started_at)                                                   AS last_started_at,
+       sum(finished_at IS NULL AND aborted_at IS NULL)                   AS running,
+       sum(ok = 0 AND aborted_at IS NULL)                                AS failed_runs,
+       sum(aborted_at IS NOT NULL)                                       AS aborted_runs,
+       (SELECT r.errors FROM runs r WHERE r.mailbox = runs.mailbox AND r.ok = 0
+        ORDER BY r.id DESC LIMIT 1)                                      AS last_errors
+FROM runs
+GROUP BY mailbox
+ORDER BY mailbox;
+"#;
+
 /// Every migration, in order. Never edit a released entry: append a new one.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// Brings the database to the newest schema version.
+///
+/// Several processes may open a ledger that does not exist yet at the same moment (a timer's
+/// `poll` and an operator's `ingest`): each step is an immediate write transaction that reads
+/// `user_version` again once it holds the write lock, so a migration another process has just
+/// applied is skipped instead of failing with "table already exists". The connection's busy
+/// timeout makes the others wait for the lock instead of failing with "database is locked".
 pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
-    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let newest = MIGRATIONS.len() as i64;
-    if current > newest {
-        anyhow::bail!(
-            "database schema version {current} is newer than this rebound knows ({newest}): upgrade rebound"
-        );
+    let version = |conn: &Connection| -> rusqlite::Result<i64> {
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+    };
+    // The common case, a ledger already up to date, takes no write lock.
+    if version(conn)? == newest {
+        return Ok(());
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)
-            .with_context(|| format!("applying schema migration {}", i + 1))?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current = version(&tx)?;
+        if current > newest {
+            anyhow::bail!(
+                "database schema version {current} is newer than this rebound knows ({newest}): upgrade rebound"
+            );
+        }
+        if current == newest {
+            return Ok(());
+        }
+        let next = current as usize;
+        tx.execute_batch(MIGRATIONS[next])
+            .with_context(|| format!("applying schema migration {}", next + 1))?;
+        tx.pragma_update(None, "user_version", (next + 1) as i64)?;
         tx.commit()?;
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -139,6 +139,12 @@ pub fn mailbox_toml(dir: &Path, name: &str, user: &User, mode: Mode, extra: &str
     let s = server();
     let pw = dir.join(format!("{name}.pw"));
     std::fs::write(&pw, format!("{}\n", user.password)).unwrap();
+    // Private, as the README asks (a readable one works, with a warning on stderr).
+    std::fs::set_permissions(
+        &pw,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .unwrap();
     let (tls, port) = match mode {
         Mode::Plain => ("none", s.port),
         Mode::Implicit => ("implicit", s.tls_port),
