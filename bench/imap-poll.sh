@@ -178,8 +178,11 @@ tls = "none"
 username = "$user"
 auth = { method = "password_file", path = "$work/pw" }
 TOML
+  read -r _ cu0 cn0 cs0 ci0 cw0 _ </proc/stat
   RUST_LOG=warn,rebound::ingest::writer=debug /usr/bin/time -f "%e %M %U %S" -o "$work/time1" \
     ${BENCH_WRAP:-} "$bin" poll --config "$work/rebound.toml" >"$work/out1" 2>"$work/log1"
+  read -r _ cu1 cn1 cs1 ci1 cw1 _ </proc/stat
+  busy=$(( (cu1 + cn1 + cs1) - (cu0 + cn0 + cs0) )); idle=$(( (ci1 + cw1) - (ci0 + cw0) ))
   /usr/bin/time -f "%e %M %U %S" -o "$work/time2" "$bin" poll --config "$work/rebound.toml" >"$work/out2"
   read -r t1 m1 u1 s1 <"$work/time1"; read -r t2 m2 _ _ <"$work/time2"
   echo "== N=$n ($((bytes / 1024 / 1024)) MB)"
@@ -189,13 +192,16 @@ TOML
   echo "   $(cat "$work/out1")"
   # Added lines (the ones above keep their wording, so figures compare from build to build).
   ledger=$(cat "$work"/rebound.db* | wc -c)
-  python3 - "$n" "$t1" "$u1" "$s1" "$ledger" "$work/log1" <<'PY'
+  python3 - "$n" "$t1" "$u1" "$s1" "$ledger" "$work/log1" "$busy" "$idle" "$(nproc)" <<'PY'
 import re, sys
 n, t, u, s, ledger, log = int(sys.argv[1]), *map(float, sys.argv[2:6]), sys.argv[6]
+busy, idle, nproc = int(sys.argv[7]), int(sys.argv[8]), int(sys.argv[9])
 text = re.sub(r'\x1b\[[0-9;]*m', '', open(log, errors='replace').read())
 field = lambda line, k: int(re.search(k + r'=(\d+)', line).group(1))
 print(f"   throughput                       {n / max(t, 0.001):,.0f} msg/s end to end, "
       f"CPU {(u + s) * 1e6 / n:.0f} us/msg (user+sys)")
+print(f"   machine CPU during the poll      {busy / 100:.2f} s busy, {idle / 100:.2f} s idle "
+      f"(all processes, Dovecot included; {nproc} cores)")
 print(f"   ledger on disk                   {ledger / 1024 / 1024:.1f} MB, {ledger / n:,.0f} bytes/message")
 for line in text.splitlines():
     if 'writer done' in line:

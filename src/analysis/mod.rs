@@ -123,9 +123,30 @@ fn cap_recipients(recipients: &mut Vec<Recipient>) -> usize {
     over
 }
 
-/// The version of the analysis rules and parsers, stored with every message so that old rows
-/// can be found and re-classified after the rules change.
-pub const PARSER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+rules1");
+/// The version of the analysis code (parsers, MTA modules), stored with every message so that
+/// `reclassify` finds what an older analysis decided; the rule table has its own fingerprint.
+/// Bump the suffix with any change to what the analysis returns.
+pub const PARSER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+analysis2");
+
+/// Only the first this many bytes of a message are analysed. A bounce says what happened in
+/// its first parts (the notice, the DSN fields, the returned headers); what can make a message
+/// huge is the returned original's attachments, which would cost their decoding and the
+/// memory to hold it. The message is still stored whole.
+pub const MAX_ANALYSED_BYTES: usize = 1 << 20;
+
+/// The part of a message that is analysed: all of it, or its first [`MAX_ANALYSED_BYTES`] cut
+/// at the end of a line.
+fn analysed(raw: &[u8]) -> &[u8] {
+    if raw.len() <= MAX_ANALYSED_BYTES {
+        return raw;
+    }
+    let head = &raw[..MAX_ANALYSED_BYTES];
+    let cut = head
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(MAX_ANALYSED_BYTES, |i| i + 1);
+    &raw[..cut]
+}
 
 /// Analyses the raw bytes of one message with the built-in rule table. Never panics, never
 /// fails: bytes that are not a message come back as [`Kind::Unparsed`] with the error.
@@ -136,6 +157,7 @@ pub fn analyze(raw: &[u8]) -> Analysis {
 /// Analyses with a given rule table (the config's: local rules before the built-in ones).
 pub fn analyze_with(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
     // mail-parser is robust, but a panic on hostile input must not take the worker down.
+    let raw = analysed(raw);
     match std::panic::catch_unwind(|| analyze_inner(raw, rules, false)) {
         Ok(a) => a,
         Err(_) => Analysis::unparsed("internal error while analysing this message"),
@@ -492,6 +514,39 @@ pub fn recipient_address(raw: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A bounce returning a huge original is analysed on its first MiB: the same verdict as
+    /// without the attachment, whatever its size.
+    #[test]
+    fn a_huge_returned_original_is_analysed_on_its_first_mib() {
+        let notice = |attachment: &str| {
+            format!(
+                "From: MAILER-DAEMON@mx.example.net\r\nTo: news@example.com\r\n\
+                 Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n\
+                 Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+                 --B\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n\r\n\
+                 --B\r\nContent-Type: message/delivery-status\r\n\r\n\
+                 Reporting-MTA: dns; mx.example.net\r\n\r\n\
+                 Final-Recipient: rfc822; gone@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+                 Diagnostic-Code: smtp; 550 5.1.1 <gone@example.org>: User unknown\r\n\r\n\
+                 --B\r\nContent-Type: message/rfc822\r\n\r\n\
+                 From: news@example.com\r\nTo: gone@example.org\r\nMessage-ID: <n1@example.com>\r\n\
+                 MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"C\"\r\n\r\n\
+                 --C\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
+                 --C\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+                 {attachment}--C--\r\n--B--\r\n"
+            )
+        };
+        let small = analyze(notice("").as_bytes());
+        let line = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAx\r\n";
+        let big = notice(&line.repeat(3 * MAX_ANALYSED_BYTES / line.len()));
+        assert!(big.len() > 3 * MAX_ANALYSED_BYTES);
+        let big = analyze(big.as_bytes());
+        assert_eq!(small.kind, Kind::Bounce);
+        assert_eq!(big.kind, small.kind);
+        assert_eq!(big.recipients, small.recipients);
+        assert_eq!(big.original.message_id.as_deref(), Some("n1@example.com"));
+    }
 
     const DSN: &str = "From: MAILER-DAEMON@mail.example.com (Mail Delivery System)\r
 To: news@example.com\r

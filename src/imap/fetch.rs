@@ -97,11 +97,7 @@ pub fn batches(
     let mut out: Vec<Vec<u32>> = Vec::new();
     let mut bytes = 0u64;
     for &uid in uids {
-        let cost = match (large.contains(&uid), sizes.get(&uid)) {
-            (true, s) => s.copied().unwrap_or(HEADER_BYTES).min(HEADER_BYTES),
-            (false, Some(&s)) => s,
-            (false, None) => unknown,
-        };
+        let cost = cost(uid, sizes, large, unknown);
         match out.last_mut() {
             Some(b) if b.len() < max_count && bytes + cost <= max_bytes => {
                 b.push(uid);
@@ -114,6 +110,28 @@ pub fn batches(
         }
     }
     out
+}
+
+/// The bytes a batch will hold once fetched (by `RFC822.SIZE`; a large message's header only).
+pub fn batch_cost(
+    batch: &[u32],
+    sizes: &HashMap<u32, u64>,
+    large: &HashSet<u32>,
+    max_count: usize,
+    max_bytes: u64,
+) -> u64 {
+    let unknown = max_bytes / max_count.max(1) as u64;
+    batch.iter().map(|&u| cost(u, sizes, large, unknown)).sum()
+}
+
+/// What fetching one message costs in bytes: its size, the header only for a large one, and
+/// a batch's share when the server did not say.
+fn cost(uid: u32, sizes: &HashMap<u32, u64>, large: &HashSet<u32>, unknown: u64) -> u64 {
+    match (large.contains(&uid), sizes.get(&uid)) {
+        (true, s) => s.copied().unwrap_or(HEADER_BYTES).min(HEADER_BYTES),
+        (false, Some(&s)) => s,
+        (false, None) => unknown,
+    }
 }
 
 /// Compresses sorted UIDs into an IMAP sequence set: `1:3,7,9:10`.

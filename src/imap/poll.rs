@@ -2,7 +2,7 @@
 //! log out. Failures drop the session and retry with backoff; a message that keeps breaking the
 //! session is recorded as `unparsed` and skipped instead of blocking the mailbox forever.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -235,77 +235,113 @@ impl Worker {
         // written by the writer thread; batch k's action is applied only once it is committed,
         // while batch k+1 is being written. Batches of a folder are written in UID order, and
         // one that fails stops those queued behind it, so the ledger and the watermark always
-        // run ahead of the action, never behind it.
-        let mut in_flight: std::collections::VecDeque<InFlight> = Default::default();
+        // run ahead of the action, never behind it. At most IN_FLIGHT batches, and at most two
+        // batches' worth of bytes, are held at once: before a batch is fetched, the oldest ones
+        // are retired (waited for and acted on) until it fits, so a mailbox of huge messages
+        // holds one of them at a time.
+        let budget = cfg.batch_bytes.saturating_mul(2);
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         for batch in &batches {
+            let bytes = fetch::batch_cost(batch, &sizes, &large, cfg.batch_size, cfg.batch_bytes);
+            while !in_flight.is_empty()
+                && (in_flight.len() >= IN_FLIGHT
+                    || in_flight.iter().map(|b| b.bytes).sum::<u64>() + bytes > budget)
+            {
+                self.retire(
+                    &mut in_flight,
+                    session,
+                    cfg,
+                    caps,
+                    folders,
+                    keywords,
+                    folder,
+                )
+                .await?;
+            }
             let mut fetched = Batch::default();
             let started = Instant::now();
             let result = self
                 .fetch_batch(session, batch, &large, folder, uidvalidity, &mut fetched)
                 .await;
-            let fetched_at = Instant::now();
+            tracing::debug!(
+                messages = batch.len(),
+                bytes,
+                fetch_ms = started.elapsed().as_millis() as u64,
+                in_flight = in_flight.len(),
+                "batch fetched"
+            );
             if let Err(e) = result {
                 // Keep what was read before the failure: the retry starts after it.
                 let position = self.position.take();
-                let partial = self.start(fetched, &stream);
+                let partial = self.start(fetched, bytes, &stream);
                 in_flight.push_back(partial);
                 self.drain(&mut in_flight, folder).await?;
                 self.position = position;
                 return Err(e);
             }
-            let next = self.start(fetched, &stream);
-            let prepared_at = Instant::now();
-            // Batches are prepared and written behind the fetch: the oldest one is waited for
-            // (and acted on) only when the pipeline is full.
-            let done = if in_flight.len() >= IN_FLIGHT {
-                match in_flight.pop_front() {
-                    Some(previous) => Some(self.finish(previous, folder).await?),
-                    None => None,
-                }
-            } else {
-                None
-            };
             self.position = None;
-            let finished_at = Instant::now();
-            if let Some(done) = done
-                && !self.opts.dry_run
-                && let Err(e) = action::apply(session, cfg, caps, folders, &done, keywords).await
-            {
-                // The batches behind may be committing already: wait for them and count what
-                // they stored, so that the report and the `runs` row match the ledger. The
-                // failure is the action's, so no message is blamed for it.
-                in_flight.push_back(next);
-                let _ = self.drain(&mut in_flight, folder).await;
-                self.position = None;
-                return Err(e).with_context(|| format!("applying action {:?}", cfg.action));
-            }
-            tracing::debug!(
-                messages = batch.len(),
-                fetch_ms = (fetched_at - started).as_millis() as u64,
-                start_ms = (prepared_at - fetched_at).as_millis() as u64,
-                wait_ms = (finished_at - prepared_at).as_millis() as u64,
-                action_ms = finished_at.elapsed().as_millis() as u64,
-                "batch fetched, the oldest one stored and acted on"
-            );
+            let next = self.start(fetched, bytes, &stream);
             in_flight.push_back(next);
         }
-        while let Some(last) = in_flight.pop_front() {
-            let done = match self.finish(last, folder).await {
-                Ok(done) => done,
-                Err(e) => {
-                    let _ = self.drain(&mut in_flight, folder).await;
-                    return Err(e);
-                }
-            };
-            if !self.opts.dry_run
-                && let Err(e) = action::apply(session, cfg, caps, folders, &done, keywords).await
-            {
-                let position = self.position.take();
-                let _ = self.drain(&mut in_flight, folder).await;
-                self.position = position;
-                return Err(e).with_context(|| format!("applying action {:?}", cfg.action));
-            }
+        while !in_flight.is_empty() {
+            self.retire(
+                &mut in_flight,
+                session,
+                cfg,
+                caps,
+                folders,
+                keywords,
+                folder,
+            )
+            .await?;
         }
+        Ok(())
+    }
+
+    /// Waits for the oldest batch in flight to be stored, counts it and applies the action to
+    /// it. On a failure, every batch still in flight is waited for and counted before the
+    /// error is returned (see [`Worker::drain`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn retire(
+        &mut self,
+        in_flight: &mut VecDeque<InFlight>,
+        session: &mut Session,
+        cfg: &MailboxConfig,
+        caps: Capabilities,
+        folders: &mut Folders,
+        keywords: bool,
+        folder: &str,
+    ) -> anyhow::Result<()> {
+        let Some(oldest) = in_flight.pop_front() else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let done = match self.finish(oldest, folder).await {
+            Ok(done) => done,
+            Err(e) => {
+                let position = self.position.take();
+                let _ = self.drain(in_flight, folder).await;
+                self.position = position;
+                return Err(e);
+            }
+        };
+        let stored_at = Instant::now();
+        if !self.opts.dry_run
+            && let Err(e) = action::apply(session, cfg, caps, folders, &done, keywords).await
+        {
+            // The batches behind may be committing already: wait for them and count what they
+            // stored, so that the report and the `runs` row match the ledger. The failure is
+            // the action's, so no message is blamed for it.
+            let _ = self.drain(in_flight, folder).await;
+            self.position = None;
+            return Err(e).with_context(|| format!("applying action {:?}", cfg.action));
+        }
+        tracing::debug!(
+            messages = done.len(),
+            wait_ms = (stored_at - started).as_millis() as u64,
+            action_ms = stored_at.elapsed().as_millis() as u64,
+            "batch stored and acted on"
+        );
         Ok(())
     }
 
@@ -314,7 +350,7 @@ impl Worker {
     /// failure among them.
     async fn drain(
         &mut self,
-        in_flight: &mut std::collections::VecDeque<InFlight>,
+        in_flight: &mut VecDeque<InFlight>,
         folder: &str,
     ) -> anyhow::Result<()> {
         let mut first = Ok(());
@@ -409,7 +445,7 @@ impl Worker {
     /// Starts preparing a fetched batch on the analysis threads (in a task of its own, so
     /// that the next fetch and the oldest batch's action run meanwhile) and then queueing it
     /// for the writer, after the batch started before it: batches reach the writer in order.
-    fn start(&mut self, batch: Batch, stream: &ingest::Stream) -> InFlight {
+    fn start(&mut self, batch: Batch, bytes: u64, stream: &ingest::Stream) -> InFlight {
         let Batch {
             fetched,
             uids,
@@ -433,7 +469,12 @@ impl Worker {
             let _ = queued.send(());
             submitted
         });
-        InFlight { task, uids, notes }
+        InFlight {
+            task,
+            uids,
+            notes,
+            bytes,
+        }
     }
 
     /// Waits for a batch to be stored and counts it; returns what its action applies to. The
@@ -443,7 +484,9 @@ impl Worker {
         in_flight: InFlight,
         folder: &str,
     ) -> anyhow::Result<Vec<(u32, Kind)>> {
-        let InFlight { task, uids, notes } = in_flight;
+        let InFlight {
+            task, uids, notes, ..
+        } = in_flight;
         let submitted = task
             .await
             .map_err(|e| anyhow::anyhow!("a batch's preparation ended abnormally: {e}"))??;
@@ -497,6 +540,8 @@ struct InFlight {
     task: tokio::task::JoinHandle<anyhow::Result<Submitted>>,
     uids: Vec<u32>,
     notes: Vec<Note>,
+    /// What the batch was expected to hold when it was fetched (see [`fetch::batch_cost`]).
+    bytes: u64,
 }
 
 /// Polls one mailbox, retrying with backoff up to `attempts` times. Never returns an error: the
