@@ -99,6 +99,11 @@ async fn wrong_password_and_missing_secret_say_so() {
             command: "echo nope".into(),
         },
     );
+    let refused = rebound::imap::poll::open(&cfg).await.unwrap_err();
+    // The caller tells an auth failure (never retried) by its type, wrapped in any context.
+    assert!(rebound::imap::auth::AuthError::is_in(
+        &refused.context("mailbox wrongpw")
+    ));
     let err = format!("{:#}", rebound::imap::poll::open(&cfg).await.unwrap_err());
     assert!(
         err.contains("authentication failed") && err.contains("wrongpw"),
@@ -115,6 +120,19 @@ async fn wrong_password_and_missing_secret_say_so() {
             var: "REBOUND_TEST_NO_SUCH_VAR".into(),
         },
     );
-    let err = format!("{:#}", rebound::imap::poll::open(&cfg).await.unwrap_err());
+    let missing = rebound::imap::poll::open(&cfg).await.unwrap_err();
+    assert!(rebound::imap::auth::AuthError::is_in(&missing));
+    let err = format!("{missing:#}");
     assert!(err.contains("REBOUND_TEST_NO_SUCH_VAR"), "{err}");
+    // A failure to connect is not one: it is retried.
+    let mut unreachable = config(
+        &user,
+        Tls::Implicit,
+        Auth::PasswordCommand {
+            command: "echo nope".into(),
+        },
+    );
+    unreachable.port = Some(1);
+    let down = rebound::imap::poll::open(&unreachable).await.unwrap_err();
+    assert!(!rebound::imap::auth::AuthError::is_in(&down), "{down:#}");
 }

@@ -15,6 +15,33 @@ use super::config::{Auth, MailboxConfig};
 use super::connect::{Client, Session, timed};
 use super::diagnosis::ServerSaid;
 
+/// A failure that trying again will not fix (a wrong secret does not fix itself, and retrying
+/// only risks a lockout): the server refused the credentials, or the secret is not there.
+/// Callers match the type ([`AuthError::is_in`]), never the text.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("authentication failed for {user} on {host} ({said}): check username and {check}")]
+    Refused {
+        user: String,
+        host: String,
+        /// What the server answered (`NO [AUTHENTICATIONFAILED] ...`).
+        said: String,
+        /// Where the secret came from: what the operator should check.
+        check: String,
+    },
+    #[error(
+        "environment variable {var} (password_env) is not set: set it in rebound's environment (for systemd, in the EnvironmentFile)"
+    )]
+    EnvNotSet { var: String },
+}
+
+impl AuthError {
+    /// Whether an error, or any cause in its chain, is an [`AuthError`].
+    pub fn is_in(e: &anyhow::Error) -> bool {
+        e.chain().any(|c| c.downcast_ref::<AuthError>().is_some())
+    }
+}
+
 /// A secret and how to present it.
 pub enum Credentials {
     Password(String),
@@ -24,17 +51,13 @@ pub enum Credentials {
 /// Reads the secret the configuration points to.
 pub async fn resolve(cfg: &MailboxConfig) -> anyhow::Result<Credentials> {
     Ok(match &cfg.auth {
-        Auth::PasswordEnv { var } => {
-            Credentials::Password(std::env::var(var).with_context(|| {
-                format!(
-                    "environment variable {var} (password_env) is not set: set it in rebound's environment (for systemd, in the EnvironmentFile)"
-                )
-            })?)
-        }
+        Auth::PasswordEnv { var } => Credentials::Password(
+            std::env::var(var).map_err(|_| AuthError::EnvNotSet { var: var.clone() })?,
+        ),
         Auth::PasswordFile { path } => {
-            let text = tokio::fs::read_to_string(path).await.with_context(|| {
-                format!("reading password_file {}", path.display())
-            })?;
+            let text = tokio::fs::read_to_string(path)
+                .await
+                .with_context(|| format!("reading password_file {}", path.display()))?;
             warn_once_if_exposed(path);
             Credentials::Password(first_line(&text, "password_file")?)
         }
@@ -193,12 +216,13 @@ pub async fn login(client: Client, cfg: &MailboxConfig) -> anyhow::Result<Sessio
             .find_map(|c| c.downcast_ref::<ServerSaid>())
             .filter(|said| said.status == "NO");
         match refusal {
-            Some(said) => anyhow::anyhow!(
-                "authentication failed for {} on {} ({said}): check username and {}",
-                cfg.username,
-                cfg.host,
-                secret_source(&cfg.auth)
-            ),
+            Some(said) => AuthError::Refused {
+                user: cfg.username.clone(),
+                host: cfg.host.clone(),
+                said: said.to_string(),
+                check: secret_source(&cfg.auth),
+            }
+            .into(),
             None => e,
         }
     })

@@ -154,7 +154,7 @@ impl Worker {
         let msg = format!("{e:#}");
         self.report.errors.push(msg.clone());
         self.report.failed = true;
-        if is_auth_failure(e) {
+        if auth::AuthError::is_in(e) {
             return false;
         }
         let position = self.position.take();
@@ -595,15 +595,6 @@ pub async fn poll_mailbox(
 /// 1 s, 2 s, 4 s ... capped at 5 minutes.
 pub fn backoff(attempt: u32) -> Duration {
     Duration::from_secs(1u64 << attempt.saturating_sub(1).min(9)).min(Duration::from_secs(300))
-}
-
-/// Authentication failures are not retried: a wrong secret does not fix itself, and retrying
-/// only risks a lockout.
-pub fn is_auth_failure(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        let s = c.to_string();
-        s.starts_with("authentication failed") || s.contains("(password_env) is not set")
-    })
 }
 
 /// Connects and logs in.
