@@ -104,6 +104,12 @@ bare_fetch() { # user: LOGIN, SELECT, UID FETCH 1:* BODY.PEEK[], LOGOUT, pipelin
   printf 'a LOGIN %s pw\r\nb SELECT INBOX\r\nc UID FETCH 1:* (UID BODY.PEEK[])\r\nd LOGOUT\r\n' "$1" >&3
   cat <&3 >/dev/null; exec 3<&-
 }
+bare_store() { # user: LOGIN, SELECT, UID STORE 1:* +FLAGS.SILENT (BareBench), LOGOUT: what the
+  # server alone spends marking every message (Maildir renames each file), as rebound's action does
+  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  printf 'a LOGIN %s pw\r\nb SELECT INBOX\r\nc UID STORE 1:* +FLAGS.SILENT (BareBench)\r\nd LOGOUT\r\n' "$1" >&3
+  cat <&3 >/dev/null; exec 3<&-
+}
 secs() { python3 -c 'import sys,time; t=time.monotonic(); import subprocess; subprocess.run(sys.argv[1:], check=False, stdout=subprocess.DEVNULL); print(f"{time.monotonic()-t:.2f}")' "$@"; }
 
 for n in "${sizes[@]}"; do
@@ -166,7 +172,7 @@ PY
   bytes=$(du -sb "$md/cur" | cut -f1)
   bare_fetch "$user" # warm-up: Dovecot builds its index and uid list
   bare=$(secs bash -c "$(declare -f bare_fetch); port=$port; bare_fetch $user")
-  work=$(mktemp -d); printf 'pw\n' >"$work/pw"
+  work=$(mktemp -d); printf 'pw\n' >"$work/pw"; chmod 600 "$work/pw"
   cat >"$work/rebound.toml" <<TOML
 [database]
 path = "$work/rebound.db"
@@ -185,6 +191,7 @@ TOML
   busy=$(( (cu1 + cn1 + cs1) - (cu0 + cn0 + cs0) )); idle=$(( (ci1 + cw1) - (ci0 + cw0) ))
   /usr/bin/time -f "%e %M %U %S" -o "$work/time2" "$bin" poll --config "$work/rebound.toml" >"$work/out2"
   read -r t1 m1 u1 s1 <"$work/time1"; read -r t2 m2 _ _ <"$work/time2"
+  store=$(secs bash -c "$(declare -f bare_store); port=$port; bare_store $user")
   echo "== N=$n ($((bytes / 1024 / 1024)) MB)"
   echo "   bare UID FETCH 1:* BODY.PEEK[]   ${bare} s"
   echo "   rebound poll (all new)           ${t1} s  ($(python3 -c "print(f'{$t1/max($bare,0.01):.2f}')")x bare, peak RSS $((m1 / 1024)) MB, CPU ${u1} s user + ${s1} s sys)"
@@ -192,10 +199,13 @@ TOML
   echo "   $(cat "$work/out1")"
   # Added lines (the ones above keep their wording, so figures compare from build to build).
   ledger=$(cat "$work"/rebound.db* | wc -c)
-  python3 - "$n" "$t1" "$u1" "$s1" "$ledger" "$work/log1" "$busy" "$idle" "$(nproc)" <<'PY'
+  python3 - "$n" "$t1" "$u1" "$s1" "$ledger" "$work/log1" "$busy" "$idle" "$(nproc)" "$bare" "$store" <<'PY'
 import re, sys
 n, t, u, s, ledger, log = int(sys.argv[1]), *map(float, sys.argv[2:6]), sys.argv[6]
 busy, idle, nproc = int(sys.argv[7]), int(sys.argv[8]), int(sys.argv[9])
+bare, store = float(sys.argv[10]), float(sys.argv[11])
+print(f"   bare UID STORE 1:* +FLAGS (kw)   {store:.2f} s  (the server's own cost of an action on every message; "
+      f"fetch + store {bare + store:.2f} s, rebound poll {t / max(bare + store, 0.01):.2f}x that)")
 text = re.sub(r'\x1b\[[0-9;]*m', '', open(log, errors='replace').read())
 field = lambda line, k: int(re.search(k + r'=(\d+)', line).group(1))
 print(f"   throughput                       {n / max(t, 0.001):,.0f} msg/s end to end, "

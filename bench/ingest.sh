@@ -4,6 +4,7 @@
 # sha256) differ: every message is new work, not a duplicate.
 #
 #   bash bench/ingest.sh [CORPUS_DIR] [COPIES]     (default ../shared/corpus/sisimai/emails, 10)
+#   BENCH_BIN=path bash bench/ingest.sh            (measure another rebound binary)
 #
 # Prints the ingest run's own figure, then a second run over the same files (all duplicates:
 # the cost of a rescan), and the analysis alone (`classify`) for comparison.
@@ -13,8 +14,8 @@ corpus=${1:-../shared/corpus/sisimai/emails}
 copies=${2:-10}
 [ -d "$corpus" ] || { echo "bench/ingest.sh: no corpus at $corpus" >&2; exit 1; }
 
-cargo build --release --quiet
-bin=target/release/rebound
+if [ -n "${BENCH_BIN:-}" ]; then bin=$(realpath "$BENCH_BIN")   # another build, to compare
+else cargo build --release --quiet; bin=target/release/rebound; fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -29,7 +30,9 @@ done
 total=$(find "$work/mail" -type f | wc -l)
 echo "== $total messages ($copies copies of $corpus), $(du -sh "$work/mail" | cut -f1)"
 echo "== ingest into an empty ledger"
-"$bin" ingest --db "$work/bench.db" "$work/mail" | sed -n 1,2p
+/usr/bin/time -f "%e %U %S %M" -o "$work/time" "$bin" ingest --db "$work/bench.db" "$work/mail" | sed -n 1,2p
+read -r e u s m <"$work/time"
+echo "   (CPU ${u} s user + ${s} s sys, peak RSS $((m / 1024)) MB)"
 echo "== ingest again (all duplicates)"
 "$bin" ingest --db "$work/bench.db" "$work/mail" | sed -n 1p
 echo "== analysis alone (classify --json > /dev/null)"

@@ -6,27 +6,38 @@
 //!
 //! ## Design
 //!
-//! One pipeline, three stages, each its own module tree, and one path from message to ledger:
+//! One pipeline, and one path from message to ledger for files and IMAP alike:
 //!
 //! ```text
-//!  files, Maildirs, mbox ── input ──┐
-//!                                   ├─ raw bytes ─ analysis::analyze ─ Analysis ─ ledger::Ledger::ingest ─ SQLite
-//!  IMAP mailboxes ───────── imap ───┘       (pure: no I/O, no clock)             (one transaction per message)
+//!  files, Maildirs, mbox ── input ──┐                    analysis threads            one writer thread
+//!                                   ├─ bounded batches ─ ingest::prepare ─ channel ─ ledger::Ledger::write ─ SQLite
+//!  IMAP mailboxes ───────── imap ───┘  (count, bytes)    hash, analyse,              one transaction per batch,
+//!                                                        compress (pure)             projection stepped
 //! ```
 //!
 //! - [`input`] (files, directories, Maildirs, mbox) and [`imap`] (mailboxes polled or watched
 //!   with IDLE) produce raw messages. Neither knows anything about bounces. The IMAP worker is
-//!   at-least-once: it commits a message's rows (and the folder's highest UID) before it flags,
-//!   moves or deletes it, and the ledger's content hash makes a re-read a no-op.
+//!   at-least-once: a batch's rows (and the folder's highest UID) are committed before its
+//!   messages are flagged, moved or deleted, and the ledger's content hash makes a re-read a
+//!   no-op.
+//! - [`ingest`] is the pipeline both call: [`ingest::prepare`] hashes, analyses (with the
+//!   config's [`analysis::rules::RuleSet`], a value passed in) and compresses on long-lived
+//!   analysis threads; [`ingest::writer`] is the one thread that owns the SQLite connection,
+//!   taking batches (and any other ledger job) over a bounded channel and answering each on a
+//!   one-shot channel, in the manner of mini-redis's `db` task.
 //! - [`analysis`] turns the raw bytes of one message into an [`analysis::Analysis`]: its kind
-//!   (bounce, delay, delivery report, auto-reply, complaint, unsubscribe, other, unparsed) and,
-//!   for every recipient a report names, the evidence (status, reply code, diagnostic) and a
-//!   verdict (label, finer reason, and the id of the rule that decided it). It is a pure
-//!   function, so any stored message can be re-classified after the rules change.
-//! - [`ledger`] stores the raw message and one event per recipient verdict in SQLite, and
-//!   projects the events under a [`ledger::Policy`] onto per-address state (active, retry,
+//!   (bounce, delay, delivery report, auto-reply, challenge, complaint, unsubscribe, other,
+//!   unparsed) and, for every recipient a report names, the evidence (status, reply code,
+//!   diagnostic, SMTP phase) and a verdict (label, finer reason, and the id of the rule that
+//!   decided it). It is a pure function, so any stored message can be re-classified after the
+//!   rules change.
+//! - [`ledger`] stores the raw message (zstd-compressed) and one event per recipient verdict,
+//!   and projects the events under a [`ledger::Policy`] onto per-address state (active, retry,
 //!   suppressed, quarantined), an audit trail of state changes, and per-domain pauses. The
-//!   projection depends only on the events and the policy, never on the order of ingestion.
+//!   projection depends only on the events and the policy, never on the order of ingestion:
+//!   it is kept incrementally (each address's fold is stored and stepped by new events; an
+//!   event that arrives late replays that address) and a property test checks it equals a full
+//!   replay (`rebound rebuild`) for any arrival order and batching.
 //!
 //! Rules are data: `src/analysis/rules/rules.toml` is compiled into the binary, ordered, first
 //! match wins. MTA-specific parsing lives in [`analysis::lhost`], one module per MTA family.

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{Bounds, Message, Pending, Writer, prepare};
+use crate::analysis::Analysis;
 use crate::analysis::rules::RuleSet;
 use crate::input::{self, InputMessage};
-use crate::ledger::{Origin, Outcome, sha256_hex, time};
+use crate::ledger::{Origin, Outcome, Prepared, RawEncoding, StoredRaw, sha256_hex, time};
 
 /// What became of one message read from disk.
 pub enum Event {
@@ -80,18 +81,34 @@ fn submit(
         }
     };
     // Known messages still go to the writer (cheaply: its duplicate outcome is what reports
-    // them), but without an analysis: they are stored already.
-    let mut messages = Vec::new();
-    let mut sources = Vec::new();
-    for ((m, source), sha) in batch.into_iter().zip(&shas) {
-        if known.contains(sha) {
-            messages.push(Message::failed(m.raw, m.origin, "already stored"));
-        } else {
-            messages.push(m);
-        }
+    // them), but neither analysed nor compressed nor hashed again: they are stored already.
+    let mut sources = Vec::with_capacity(batch.len());
+    let mut slots: Vec<Option<Prepared>> = Vec::with_capacity(batch.len());
+    let mut fresh = Vec::new();
+    for ((m, source), sha) in batch.into_iter().zip(shas) {
         sources.push(Some(source));
+        if known.contains(&sha) {
+            slots.push(Some(Prepared {
+                sha256: sha,
+                analysis: Analysis::unparsed("already stored"),
+                raw: StoredRaw {
+                    size: m.raw.len(),
+                    bytes: m.raw,
+                    encoding: RawEncoding::Plain,
+                },
+                origin: m.origin,
+                fetch_failed: true,
+            }));
+        } else {
+            slots.push(None);
+            fresh.push(m);
+        }
     }
-    let prepared = prepare(messages, rules);
+    let mut fresh = prepare(fresh, rules).into_iter();
+    let prepared: Vec<Prepared> = slots
+        .into_iter()
+        .filter_map(|slot| slot.or_else(|| fresh.next()))
+        .collect();
     Some((writer.submit_blocking(prepared, None), sources))
 }
 
