@@ -11,6 +11,9 @@
 //! i-1 (its `Date:` and DSN dates rewritten), and every recipient address gets `.b<i mod 500>`
 //! added to its local part, so that busy addresses collect tens of events, not thousands.
 //!
+//! Commits are synced as a poll with the default action syncs them (not one by one;
+//! `BENCH_SYNC=1`: every commit, as with `move` or `delete`).
+//!
 //! Prints the preparation's cost (all threads), then, per 50,000 messages, the wall time and this thread's CPU time per message, then the
 //! ledger's size per message. Figures, not assertions: machines are noisy.
 
@@ -67,6 +70,11 @@ fn main() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("bench.db");
     let mut ledger = Ledger::open(&path, Policy::default(), rules.fingerprint()).expect("ledger");
+    // As a poll with the default action (keep) and `ingest` write: commits are not synced one
+    // by one (`BENCH_SYNC=1`: synced, as with move or delete).
+    ledger
+        .sync_every_commit(std::env::var_os("BENCH_SYNC").is_some())
+        .expect("synchronous mode");
     let dates = regex::bytes::Regex::new(
         r"(?mi)^(Date|Arrival-Date|Last-Attempt-Date):[^\n]*(\n[ \t][^\n]*)*\n",
     )

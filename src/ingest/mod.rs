@@ -8,7 +8,7 @@
 //!                                                           stepped incrementally
 //! ```
 //!
-//! - [`prepare`] is pure and CPU-bound: it runs on long-lived analysis threads, one per core
+//! - [`prepare()`] is pure and CPU-bound: it runs on long-lived analysis threads, one per core
 //!   ([`pool`]), so that the regex caches stay warm from batch to batch.
 //! - The [`writer`] is one thread that owns the ledger: callers queue batches over a bounded
 //!   channel and each gets its outcome on a one-shot channel. While batch k is written, batch

@@ -15,7 +15,7 @@
 //! read is kept as `unparsed` with its error, and `reclassify` re-derives events from the
 //! bytes.
 //!
-//! Files: [`schema`] (tables, views, migrations), [`write`] (a batch: messages and events),
+//! Files: [`schema`] (tables, views, migrations), [`write`](mod@write) (a batch: messages and events),
 //! [`projection`] (addresses, state changes, pauses, kept incrementally), [`policy`] (the pure
 //! fold of events into states), [`raw`] (stored bytes), [`vocabulary`] (the words as SQL),
 //! [`origin`], `reactivate`, `reclassify`, `run` (the `runs` table), [`time`].
