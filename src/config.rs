@@ -23,8 +23,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde::Deserialize;
 
+use std::collections::BTreeMap;
+
 use crate::analysis::rules::RuleSet;
 use crate::ledger::Policy;
+use crate::ledger::percent::Percent;
+use crate::ledger::providers::Providers;
 
 pub mod keys;
 
@@ -38,6 +42,13 @@ pub struct Config {
     pub mailbox: Vec<crate::imap::MailboxConfig>,
     /// `[rules]`: local classification rules, tried before the built-in table.
     pub rules: RulesConfig,
+    /// `[providers]`: mailbox providers by name, each a list of domain patterns, over the
+    /// built-in map (see [`Providers`]); merged into `policy.providers` when the file is read.
+    pub providers: BTreeMap<String, Vec<String>>,
+    /// `[report]`: what `rebound report` (and the ingest, for campaigns) reads.
+    pub report: ReportConfig,
+    /// `[alerts]`: the rates `rebound report --alert` fails on.
+    pub alerts: AlertsConfig,
     /// Where the file was loaded from. Relative paths in it (`[database] path`, `[rules] file`,
     /// `ca_file`, `password_file`) are resolved against its directory.
     #[serde(skip)]
@@ -62,6 +73,63 @@ pub struct RulesConfig {
     /// A TOML file of `[[rule]]` tables (the format of the built-in `rules.toml`), tried in
     /// order before the built-in rules. Relative to the config file's directory.
     pub file: Option<PathBuf>,
+}
+
+/// `[report]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportConfig {
+    /// A header of the messages you send naming their campaign (`X-Campaign-ID`): its value in
+    /// a bounce's returned original is stored with the bounce, for rates per campaign.
+    pub campaign_header: Option<String>,
+}
+
+/// One alert: a rate that fails `rebound report --alert` once the group it is measured on
+/// had at least `min_sends` sends in the period (a tiny sample says nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRule {
+    /// `"0%"` turns the alert off.
+    pub rate: Percent,
+    pub min_sends: u64,
+}
+
+/// `[alerts]`: the defaults are the guidance's.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Blocked bounces per provider (a provider refusing the sender).
+    pub blocked: AlertRule,
+    /// Hard and invalid bounces together, per sending domain and per campaign (a list gone
+    /// stale, or fed bad data).
+    pub hard_invalid: AlertRule,
+    /// Complaints, per sending domain and per campaign.
+    pub complaints: AlertRule,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> AlertsConfig {
+        AlertsConfig {
+            blocked: AlertRule {
+                rate: Percent::whole(2),
+                min_sends: 200,
+            },
+            hard_invalid: AlertRule {
+                rate: Percent::whole(5),
+                min_sends: 200,
+            },
+            complaints: AlertRule {
+                rate: Percent::ppm(1_000),
+                min_sends: 1_000,
+            },
+        }
+    }
+}
+
+impl Default for AlertRule {
+    fn default() -> AlertRule {
+        AlertsConfig::default().blocked
+    }
 }
 
 /// The built-in rule table, shared (compiled once per process).
@@ -99,8 +167,11 @@ impl Config {
             };
             let rules = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading the rules file {}", file.display()))?;
-            let set = RuleSet::with_local(&rules)
+            let mut set = RuleSet::with_local(&rules)
                 .map_err(|e| anyhow::anyhow!("in the rules file {}: {e}", file.display()))?;
+            if let Some(h) = &config.report.campaign_header {
+                set = set.with_campaign_header(h);
+            }
             config.rule_set = Some(Arc::new(set));
         }
         Ok(config)
@@ -116,7 +187,21 @@ impl Config {
     /// Errors start with the line they are about and never quote it.
     pub fn parse(text: &str) -> Result<Config, String> {
         keys::screen(text)?;
-        toml::from_str(text).map_err(|e| keys::describe(&e, text))
+        let mut config: Config = toml::from_str(text).map_err(|e| keys::describe(&e, text))?;
+        config.policy.providers = Providers::with_overrides(&config.providers)?;
+        if let Some(h) = &config.report.campaign_header {
+            let name = h.trim();
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+                return Err(format!(
+                    "[report] campaign_header {h:?} is not a header name (letters, digits and dashes, e.g. \"X-Campaign-ID\")"
+                ));
+            }
+            let set = RuleSet::from_toml(crate::analysis::rules::BUILTIN_RULES)?
+                .with_campaign_header(name);
+            config.report.campaign_header = Some(name.to_string());
+            config.rule_set = Some(Arc::new(set));
+        }
+        Ok(config)
     }
 
     /// The config file if one is given, else the defaults.

@@ -53,5 +53,6 @@ pub mod ingest;
 pub mod input;
 pub mod ledger;
 pub mod logging;
+pub mod sends;
 
 pub use analysis::{Analysis, Kind, Label, Reason, Recipient};

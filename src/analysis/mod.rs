@@ -56,6 +56,11 @@ pub struct Original {
     pub date: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub list_unsubscribe: Option<String>,
+    /// The value of the header the rule set names for campaigns
+    /// ([`rules::RuleSet::campaign_header`], the config's `[report] campaign_header`), when
+    /// the returned original has it: which send caused the bounce.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
 }
 
 /// Facts about the inbound message itself (not the returned original).
@@ -169,6 +174,19 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
         Ok(m) => m,
         Err(e) => return Analysis::unparsed(e),
     };
+    let mut a = analyze_mail(&mail, rules, nested);
+    // The campaign of a returned original, when the settings name its header: read once,
+    // here, whatever template found the original.
+    if let Some(name) = rules.campaign_header()
+        && a.original.campaign.is_none()
+        && !a.recipients.is_empty()
+    {
+        a.original.campaign = original::header(&mail, name);
+    }
+    a
+}
+
+fn analyze_mail(mail: &mail::Mail<'_>, rules: &rules::RuleSet, nested: bool) -> Analysis {
     let mut a = Analysis {
         kind: Kind::Other,
         mta: None,
@@ -186,7 +204,7 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
     };
 
     // 1. ARF complaints (and ARF opt-outs, which are unsubscribe requests).
-    if let Some(c) = arf::parse(&mail) {
+    if let Some(c) = arf::parse(mail) {
         a.kind = if c.is_opt_out() {
             Kind::Unsubscribe
         } else {
@@ -210,7 +228,7 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
     // 1b. A service's own notification that is no bounce (an Amazon SES complaint or
     // delivery event in JSON, a Hotmail complaint): its module names the kind; there is no
     // verdict to decide.
-    if let Some(n) = lhost::notification(&mail) {
+    if let Some(n) = lhost::notification(mail) {
         a.kind = n.kind;
         a.mta = Some(n.mta.into());
         a.feedback_type = n.feedback_type;
@@ -221,9 +239,9 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
 
     // 1c. A challenge-response filter holding the message until the sender proves itself a
     // person: nothing failed, even when the notice is shaped as a DSN with `Action: delayed`.
-    if challenge::detect(&mail) {
+    if challenge::detect(mail) {
         a.kind = Kind::Challenge;
-        a.original = original::from_parts(&mail)
+        a.original = original::from_parts(mail)
             .or_else(|| mail.text_original().cloned())
             .unwrap_or_default();
         return a;
@@ -231,7 +249,7 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
 
     // A person's reply that quotes a bounce is the person's message: the templates below would
     // find the quoted notice.
-    let personal = personal_message(&mail);
+    let personal = personal_message(mail);
 
     // 2. RFC 3464 delivery status notifications, 3. MTA-specific templates.
     let dsn = mail
@@ -239,12 +257,12 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
         .chain(mail.parts_of_type("message/global-delivery-status"))
         .next()
         .map(|p| rfc3464::Report::parse(&mail::Mail::part_text(p)))
-        .or_else(|| inline_report(&mail));
+        .or_else(|| inline_report(mail));
     let found = if personal {
         None
     } else {
         lhost::detect(
-            &mail,
+            mail,
             dsn.as_ref().is_some_and(|r| !r.recipients.is_empty()),
         )
     };
@@ -265,7 +283,7 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
         // When the generic scanner is what recognised the message, its scan is at hand.
         match &found {
             Some(f) if f.mta == "generic" => merge_text_evidence(&mut recipients, &f.recipients),
-            _ => merge_text_evidence(&mut recipients, &lhost::generic::scan(&mail).recipients),
+            _ => merge_text_evidence(&mut recipients, &lhost::generic::scan(mail).recipients),
         }
         // The scanners never take a role mailbox from prose; a report that names one still
         // deserves the text's `postmaster@example.org: Domain does not exist`.
@@ -279,11 +297,11 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
     if !recipients.is_empty() {
         a.mta = Some(match (&found, dsn.is_some()) {
             (Some(f), _) if f.mta != "generic" => f.mta.to_string(),
-            (_, true) => lhost::fingerprint(&mail).unwrap_or("rfc3464").to_string(),
+            (_, true) => lhost::fingerprint(mail).unwrap_or("rfc3464").to_string(),
             (Some(f), false) => f.mta.to_string(),
             (None, false) => "unknown".to_string(),
         });
-        a.original = original::from_parts(&mail)
+        a.original = original::from_parts(mail)
             .or_else(|| found.as_ref().and_then(|f| f.original.clone()))
             .unwrap_or_default();
         // Recipients read from prose are never the original's sender: each text module applies
@@ -305,7 +323,7 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
 
     // 3b. A mailer-daemon's notice that names no recipient itself but attaches the bounce it
     // relays (a filtering gateway forwarding the report it received): the attached report.
-    if !nested && let Some(inner) = forwarded_report(&mail, rules) {
+    if !nested && let Some(inner) = forwarded_report(mail, rules) {
         return Analysis {
             envelope: a.envelope,
             ..inner
@@ -314,10 +332,10 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
 
     // 3c. A notice from a mailer-daemon that says a delivery failed, in a template none of
     // the modules knows: a bounce, never `other`, even when it names nobody.
-    if !personal && let Some(n) = lhost::last_resort::read(&mail) {
+    if !personal && let Some(n) = lhost::last_resort::read(mail) {
         a.kind = n.kind;
         a.mta = Some("unknown".into());
-        a.original = original::from_parts(&mail)
+        a.original = original::from_parts(mail)
             .or_else(|| mail.text_original().cloned())
             .unwrap_or_default();
         a.recipients = n.recipients;
@@ -329,9 +347,9 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
     }
 
     // 4. Automatic replies, 5. unsubscribe requests, 6. anything else.
-    if rfc3834::detect(&mail).is_some() {
+    if rfc3834::detect(mail).is_some() {
         a.kind = Kind::AutoReply;
-    } else if unsubscribe::detect(&mail).is_some() {
+    } else if unsubscribe::detect(mail).is_some() {
         a.kind = Kind::Unsubscribe;
         a.recipients = a
             .envelope

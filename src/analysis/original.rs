@@ -58,6 +58,7 @@ pub fn from_message(msg: &Message<'_>) -> Original {
         subject: msg.subject().map(str::to_string),
         date: msg.date().map(|d| d.to_rfc3339()),
         list_unsubscribe: msg.header_raw("List-Unsubscribe").map(super::mail::unfold),
+        campaign: None,
     }
 }
 
@@ -87,6 +88,42 @@ pub fn to_addresses(mail: &Mail<'_>) -> Vec<String> {
         .1
         .and_then(|t| header_block(t, list))
         .unwrap_or_default()
+}
+
+/// The longest campaign value kept: an identifier, not a document.
+const MAX_HEADER_VALUE: usize = 200;
+
+/// The value of one header of the returned original (attached as a part, else pasted after the
+/// notice), unfolded and trimmed; `None` when it is absent or empty. Read like
+/// [`to_addresses`], in the same order.
+pub fn header(mail: &Mail<'_>, name: &str) -> Option<String> {
+    let read = |msg: &Message<'_>| -> Option<String> {
+        let value = super::mail::unfold(msg.header_raw(name)?);
+        let value = value.trim();
+        if value.is_empty() {
+            return None;
+        }
+        let mut end = value.len().min(MAX_HEADER_VALUE);
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        Some(value[..end].to_string())
+    };
+    for part in mail.msg.parts.iter().skip(1) {
+        match (&part.body, part_type(part).as_str()) {
+            (PartType::Message(inner), _) => return read(inner),
+            (_, "text/rfc822-headers")
+            | (_, "message/rfc822-headers")
+            | (_, "message/global-headers") => {
+                return header_block(&Mail::part_text(part), read).flatten();
+            }
+            _ => {}
+        }
+    }
+    mail.split_original()
+        .1
+        .and_then(|t| header_block(t, read))
+        .flatten()
 }
 
 /// `read` applied to the header block at the start of `text`, parsed.

@@ -94,10 +94,17 @@ pub struct Decision {
 /// An ordered, compiled rule table: a value, built from the config (local rules before the
 /// built-in ones) and handed to everything that classifies. Its [`RuleSet::fingerprint`]
 /// names the exact table, so that the ledger knows which verdicts an older table decided.
+///
+/// It is the analysis's settings as a whole: besides the rules, the one other thing the config
+/// changes in what the analysis returns, the returned original's campaign header to capture
+/// ([`RuleSet::with_campaign_header`]), which the fingerprint covers too (`reclassify` then
+/// re-derives the campaigns of stored messages).
 #[derive(Debug)]
 pub struct RuleSet {
-    /// sha256 of the tables' texts, in order (hex).
+    /// sha256 of the tables' texts, in order (hex), and of the campaign header if one is set.
     fingerprint: String,
+    /// The header of the returned original whose value is its campaign.
+    campaign_header: Option<String>,
     rules: Vec<Rule>,
     /// Indexed by [`Rule::pattern`].
     patterns: Vec<Regex>,
@@ -120,6 +127,27 @@ impl RuleSet {
     /// the built-in table or to the local rules another one.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+
+    /// The same table, also capturing the value of the returned original's `name` header
+    /// (`X-Campaign-ID`) as its campaign. A different header is a different fingerprint.
+    pub fn with_campaign_header(mut self, name: &str) -> RuleSet {
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(self.fingerprint.as_bytes());
+        hasher.update(b"\ncampaign_header=");
+        hasher.update(name.to_ascii_lowercase().as_bytes());
+        self.fingerprint = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        self.campaign_header = Some(name.to_string());
+        self
+    }
+
+    /// The header of the returned original read as its campaign, if any.
+    pub fn campaign_header(&self) -> Option<&str> {
+        self.campaign_header.as_deref()
     }
 
     /// Compiles a TOML rule table (see `rules/rules.toml` for the format).
@@ -183,6 +211,7 @@ impl RuleSet {
             .collect::<String>();
         Ok(RuleSet {
             fingerprint,
+            campaign_header: None,
             rules,
             patterns,
             prefilter,

@@ -22,6 +22,9 @@ const TOP_LEVEL: &[(&str, &str)] = &[
     ("policy", "[policy]"),
     ("rules", "[rules]"),
     ("mailbox", "[[mailbox]]"),
+    ("providers", "[providers]"),
+    ("report", "[report]"),
+    ("alerts", "[alerts]"),
 ];
 
 /// Words that make a key look like it holds a secret, matched as parts of the key
@@ -91,7 +94,12 @@ pub fn screen(text: &str) -> Result<(), String> {
 /// fields. The message never quotes the line (it might hold a secret meant for elsewhere).
 pub fn describe(e: &toml::de::Error, text: &str) -> String {
     let mut message = e.message().trim().to_string();
-    if let Some(hint) = unknown_field_hint(&message) {
+    if message.starts_with("unknown field `providers`") {
+        message = "`providers` is no longer a [policy] key: mailbox providers have their own \
+                   table, [providers], one line per provider (google = [\"gmail.com\", \
+                   \"googlemail.com\"]), over a built-in map (see config.example.toml)"
+            .to_string();
+    } else if let Some(hint) = unknown_field_hint(&message) {
         message.push_str(&format!("; did you mean `{hint}`?"));
     }
     match e.span() {

@@ -21,10 +21,13 @@
 //! [`origin`], `reactivate`, `reclassify`, `run` (the `runs` table), [`time`].
 
 pub mod origin;
+pub mod percent;
 pub mod policy;
 pub mod projection;
+pub mod providers;
 pub mod raw;
 pub mod schema;
+pub mod sends;
 pub mod span;
 pub mod time;
 pub mod vocabulary;
@@ -90,7 +93,7 @@ pub struct Ledger {
 
 /// Bumped when the stored projection's shape changes: a ledger projected by an older version
 /// is replayed once when it is opened.
-const PROJECTION_VERSION: &str = "3";
+const PROJECTION_VERSION: &str = "4";
 
 impl Ledger {
     /// Opens (creating and migrating as needed) the ledger at `path`: WAL, foreign keys on,
@@ -142,8 +145,11 @@ impl Ledger {
             )
             .optional()?;
         if stored.as_deref() != Some(fingerprint.as_str()) {
-            let has_events: bool =
-                tx.query_row("SELECT EXISTS (SELECT 1 FROM events)", [], |r| r.get(0))?;
+            let has_events: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM events) OR EXISTS (SELECT 1 FROM sends)",
+                [],
+                |r| r.get(0),
+            )?;
             if has_events {
                 tracing::info!(
                     "the policy or the projection's form changed: rebuilding the projection"

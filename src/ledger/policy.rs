@@ -9,6 +9,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::percent::Percent;
+use super::providers::Providers;
 use super::span::Span;
 use crate::analysis::{Label, Reason};
 
@@ -24,10 +26,13 @@ pub struct Policy {
     pub soft_limit_spread: Span,
     /// Bounces older than this no longer count toward `soft_limit`.
     pub count_decay: Span,
-    /// Well-known mailbox providers: a first hard bounce there without explicit evidence of a
-    /// missing mailbox is quarantined, not suppressed (their gateways say 5xx for temporary
-    /// faults too).
-    pub providers: Vec<String>,
+    /// Mailbox providers (the config's `[providers]` table over the built-in map, see
+    /// [`Providers`]): rates and pauses per provider, and the well-known providers where a
+    /// first hard bounce without explicit evidence of a missing mailbox is quarantined, not
+    /// suppressed (their gateways say 5xx for temporary faults too). Not read from `[policy]`:
+    /// the config sets it from its own table.
+    #[serde(skip_deserializing)]
+    pub providers: Providers,
     /// Set to false to suppress every hard bounce at once, providers included.
     pub quarantine_unexplicit_provider_hard: bool,
     /// Diagnostic phrases that make a hard bounce explicit (besides 5.1.x / 5.2.1 statuses and
@@ -41,13 +46,25 @@ pub struct Policy {
     pub rate_limited: PausePolicy,
 }
 
-/// When repeated refusals pause a whole recipient domain, and for how long.
+/// When repeated refusals pause a whole recipient domain (or provider), and for how long.
+///
+/// Two rules, one window. With send data (`rebound sends import`) of at least `min_sends`
+/// sends to the domain in the window's hours, the *rate* decides: the events in those hours
+/// over those sends, against `rate`. Otherwise (nothing imported, or too few sends for a rate
+/// to mean anything) the *threshold* does: `threshold` events within `window`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PausePolicy {
-    /// This many events within `window` pause the domain (0 disables the pause).
+    /// This many events within `window` pause the domain when the rate rule does not apply
+    /// (0: no absolute rule).
     pub threshold: u32,
     pub window: Span,
+    /// The share of the window's sends that pauses the domain (`"0%"`: no rate rule). The
+    /// window is counted in whole hours (send data is kept per hour): the hour of the event
+    /// and the hours before it, as many as `window` spans.
+    pub rate: Percent,
+    /// Sends in the window below which the rate rule does not apply (the threshold does).
+    pub min_sends: u64,
     /// Length of a first pause; each further pause doubles it, up to `max_pause`.
     pub pause: Span,
     pub max_pause: Span,
@@ -64,31 +81,7 @@ impl Default for Policy {
             soft_limit: 3,
             soft_limit_spread: Span::days(7),
             count_decay: Span::days(90),
-            providers: s(&[
-                "gmail.com",
-                "googlemail.com",
-                "outlook.com",
-                "hotmail.com",
-                "live.com",
-                "msn.com",
-                "yahoo.com",
-                "ymail.com",
-                "aol.com",
-                "icloud.com",
-                "me.com",
-                "mac.com",
-                "gmx.com",
-                "gmx.de",
-                "web.de",
-                "mail.ru",
-                "yandex.ru",
-                "uol.com.br",
-                "bol.com.br",
-                "terra.com.br",
-                "ig.com.br",
-                "yahoo.com.br",
-                "hotmail.com.br",
-            ]),
+            providers: Providers::builtin(),
             quarantine_unexplicit_provider_hard: true,
             explicit_hard_phrases: s(&[
                 "user unknown",
@@ -136,6 +129,8 @@ impl Default for Policy {
             blocked: PausePolicy {
                 threshold: 5,
                 window: Span::hours(1),
+                rate: Percent::whole(2),
+                min_sends: 200,
                 pause: Span::hours(24),
                 max_pause: Span::days(7),
                 escalation_memory: Span::days(7),
@@ -143,6 +138,8 @@ impl Default for Policy {
             rate_limited: PausePolicy {
                 threshold: 10,
                 window: Span::hours(1),
+                rate: Percent::whole(5),
+                min_sends: 200,
                 pause: Span::hours(2),
                 max_pause: Span::days(1),
                 escalation_memory: Span::days(1),
@@ -167,10 +164,9 @@ impl Policy {
             .any(|r| r.eq_ignore_ascii_case(local))
     }
 
-    fn is_provider(&self, domain: &str) -> bool {
-        self.providers
-            .iter()
-            .any(|p| p.eq_ignore_ascii_case(domain))
+    /// Whether a recipient domain belongs to a mailbox provider of the map.
+    pub fn is_provider(&self, domain: &str) -> bool {
+        self.providers.provider_of(domain).is_some()
     }
 
     /// A hard bounce is explicit when its evidence names a missing or disabled mailbox.
@@ -648,7 +644,26 @@ pub struct PauseFact {
     pub time: DateTime<Utc>,
 }
 
-/// One pause of a recipient domain.
+/// Which rule started a pause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseRule {
+    /// `threshold` events within `window` (no send data, or too little).
+    Threshold,
+    /// The events of the window's hours reached `rate` of its sends.
+    Rate,
+}
+
+impl PauseRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PauseRule::Threshold => "threshold",
+            PauseRule::Rate => "rate",
+        }
+    }
+}
+
+/// One pause of a recipient domain (or provider).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pause {
     pub started_at: DateTime<Utc>,
@@ -663,14 +678,56 @@ pub struct Pause {
     pub first_event_at: DateTime<Utc>,
     pub last_event_id: i64,
     pub last_event_at: DateTime<Utc>,
+    /// The rule that fired, and what it saw: the sends of the window's hours (none recorded:
+    /// `None`) and where the window it counted began.
+    #[serde(default = "threshold_rule")]
+    pub rule: PauseRule,
+    #[serde(default)]
+    pub window_sends: Option<u64>,
+    #[serde(default)]
+    pub window_start: Option<DateTime<Utc>>,
 }
 
-/// Folds the events (sorted by time) of one domain and one pause reason into its pauses.
-pub fn replay_pauses(policy: &PausePolicy, facts: &[PauseFact]) -> Vec<Pause> {
+fn threshold_rule() -> PauseRule {
+    PauseRule::Threshold
+}
+
+impl PausePolicy {
+    /// Whether the policy can pause at all.
+    pub fn enabled(&self) -> bool {
+        self.threshold > 0 || !self.rate.is_off()
+    }
+
+    /// The hours (their starts, inclusive) whose sends the rate rule weighs an event at `t`
+    /// against: the event's hour and the ones before it, as many as `window` spans (at least
+    /// one).
+    pub fn rate_hours(&self, t: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+        let last = floor_hour(t);
+        let hours = ((self.window.0 + 3599) / 3600).max(1);
+        (last - chrono::Duration::hours(hours - 1), last)
+    }
+}
+
+/// The start of the hour `t` falls in.
+pub fn floor_hour(t: DateTime<Utc>) -> DateTime<Utc> {
+    let s = t.timestamp();
+    DateTime::from_timestamp(s - s.rem_euclid(3600), 0).unwrap_or(t)
+}
+
+/// Folds the events (sorted by time) of one domain and one pause reason into its pauses;
+/// `sends(first_hour, last_hour)` gives the sends recorded in those hours.
+pub fn replay_pauses(
+    policy: &PausePolicy,
+    facts: &[PauseFact],
+    mut sends: impl FnMut(DateTime<Utc>, DateTime<Utc>) -> u64,
+) -> Vec<Pause> {
     let mut fold = PauseFold::default();
     let mut pauses: Vec<Pause> = Vec::new();
     for f in facts {
-        match fold.step(policy, f) {
+        let window_sends = fold
+            .sends_needed(policy, f.time)
+            .map_or(0, |(a, b)| sends(a, b));
+        match fold.step(policy, f, window_sends) {
             PauseStep::Counted => {}
             PauseStep::Extended => {
                 if let (Some(last), Some(p)) = (pauses.last_mut(), &fold.last) {
@@ -684,13 +741,18 @@ pub fn replay_pauses(policy: &PausePolicy, facts: &[PauseFact]) -> Vec<Pause> {
 }
 
 /// Where the fold of one domain's (and one reason's) events stands: the events of the
-/// current window, and the last pause. The ledger stores it with the domain, so that a new
-/// event that sorts after those folded costs one step instead of re-reading the domain's
-/// history; stepping it over the next facts gives exactly [`replay_pauses`] of all of them.
-/// The window never holds more than `threshold` facts (it is emptied by every pause).
+/// current window, the events per hour of the rate window, and the last pause. The ledger
+/// stores it with the domain, so that a new event that sorts after those folded costs one step
+/// instead of re-reading the domain's history; stepping it over the next facts gives exactly
+/// [`replay_pauses`] of all of them (with the same sends). The window never holds more than
+/// `threshold` facts, the hours no more than the window spans (both are emptied by every
+/// pause).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PauseFold {
     pub window: std::collections::VecDeque<PauseFact>,
+    /// Events per hour (Unix time of the hour's start, count) within the rate window.
+    #[serde(default, skip_serializing_if = "std::collections::VecDeque::is_empty")]
+    pub hours: std::collections::VecDeque<(i64, u64)>,
     pub last: Option<Pause>,
 }
 
@@ -706,9 +768,25 @@ pub enum PauseStep {
 }
 
 impl PauseFold {
-    /// Folds one more event, which sorts after every event folded so far.
-    pub fn step(&mut self, policy: &PausePolicy, f: &PauseFact) -> PauseStep {
-        if policy.threshold == 0 {
+    /// The hours whose sends the next step at `t` needs ([`PauseFold::step`]'s
+    /// `window_sends`), or `None` when it needs none (no rate rule, or `t` falls in the last
+    /// pause).
+    pub fn sends_needed(
+        &self,
+        policy: &PausePolicy,
+        t: DateTime<Utc>,
+    ) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        if policy.rate.is_off() || self.last.as_ref().is_some_and(|p| t < p.paused_until) {
+            return None;
+        }
+        Some(policy.rate_hours(t))
+    }
+
+    /// Folds one more event, which sorts after every event folded so far. `window_sends` is
+    /// the sends recorded in the hours [`PauseFold::sends_needed`] names (0 when it names
+    /// none).
+    pub fn step(&mut self, policy: &PausePolicy, f: &PauseFact, window_sends: u64) -> PauseStep {
+        if !policy.enabled() {
             return PauseStep::Counted;
         }
         if let Some(last) = &mut self.last
@@ -724,7 +802,33 @@ impl PauseFold {
             self.window.pop_front();
         }
         self.window.push_back(*f);
-        if (self.window.len() as u32) < policy.threshold {
+        let (first_hour, hour) = policy.rate_hours(f.time);
+        while self
+            .hours
+            .front()
+            .is_some_and(|(h, _)| *h < first_hour.timestamp())
+        {
+            self.hours.pop_front();
+        }
+        match self.hours.back_mut() {
+            Some((h, n)) if *h == hour.timestamp() => *n += 1,
+            _ => self.hours.push_back((hour.timestamp(), 1)),
+        }
+        let hour_events: u64 = self.hours.iter().map(|(_, n)| n).sum();
+        // With enough sends for a rate to mean something, the rate decides; otherwise the
+        // count does.
+        let by_rate = !policy.rate.is_off() && window_sends >= policy.min_sends.max(1);
+        let fire = if by_rate {
+            policy.rate.reached(hour_events, window_sends)
+        } else {
+            policy.threshold > 0 && self.window.len() as u32 >= policy.threshold
+        };
+        if !fire {
+            // The newest threshold - 1 events are all the next threshold decision reads.
+            let keep = policy.threshold.saturating_sub(1) as usize;
+            while self.window.len() > keep {
+                self.window.pop_front();
+            }
             return PauseStep::Counted;
         }
         let escalation = match &self.last {
@@ -740,18 +844,31 @@ impl PauseFold {
             .saturating_mul(factor)
             .min(policy.max_pause.0);
         let first = self.window[0];
+        let (rule, window_events, window_start) = if by_rate {
+            (
+                PauseRule::Rate,
+                u32::try_from(hour_events).unwrap_or(u32::MAX),
+                first_hour,
+            )
+        } else {
+            (PauseRule::Threshold, self.window.len() as u32, first.time)
+        };
         self.last = Some(Pause {
             started_at: f.time,
             paused_until: f.time + chrono::Duration::seconds(length),
             escalation,
-            window_events: self.window.len() as u32,
-            event_count: self.window.len() as u32,
+            window_events,
+            event_count: window_events,
             first_event_id: first.event_id,
             first_event_at: first.time,
             last_event_id: f.event_id,
             last_event_at: f.time,
+            rule,
+            window_sends: (window_sends > 0).then_some(window_sends),
+            window_start: Some(window_start),
         });
         self.window.clear();
+        self.hours.clear();
         PauseStep::Started
     }
 }
@@ -926,15 +1043,16 @@ mod tests {
             time: t(0) + chrono::Duration::minutes(minutes),
         };
         // 4 in an hour: nothing. 5: paused 24h.
+        let none = |_, _| 0;
         let four: Vec<_> = (0..4).map(|i| at(i, i * 10)).collect();
-        assert!(replay_pauses(&pol, &four).is_empty());
+        assert!(replay_pauses(&pol, &four, none).is_empty());
         let spread: Vec<_> = (0..5).map(|i| at(i, i * 20)).collect();
         assert!(
-            replay_pauses(&pol, &spread).is_empty(),
+            replay_pauses(&pol, &spread, none).is_empty(),
             "5 events over 80 minutes"
         );
         let five: Vec<_> = (0..5).map(|i| at(i, i * 10)).collect();
-        let p = replay_pauses(&pol, &five);
+        let p = replay_pauses(&pol, &five, none);
         assert_eq!(p.len(), 1);
         assert_eq!(
             p[0].paused_until,
@@ -951,12 +1069,64 @@ mod tests {
                 });
             }
         }
-        let p = replay_pauses(&pol, &evs);
+        let p = replay_pauses(&pol, &evs, none);
         let hours: Vec<i64> = p
             .iter()
             .map(|x| (x.paused_until - x.started_at).num_hours())
             .collect();
         assert_eq!(hours[..2], [24, 48]);
         assert!(hours.iter().all(|h| *h <= 168));
+    }
+
+    /// With enough sends in the window's hours the rate decides (and the count alone never
+    /// does); below `min_sends` the count does. The pause says which rule fired and what it saw.
+    #[test]
+    fn with_enough_sends_the_rate_decides() {
+        let pol = Policy::default().blocked;
+        let at = |id: i64, minutes: i64| PauseFact {
+            event_id: id,
+            time: t(0) + chrono::Duration::minutes(minutes),
+        };
+        // t(0) is 13:20 past an hour: thirty events a minute apart stay in that hour.
+        let thirty: Vec<_> = (0..30).map(|i| at(i, i)).collect();
+        assert!(
+            replay_pauses(&pol, &thirty, |_, _| 100_000).is_empty(),
+            "30 blocked of 100,000 sends is 0.03%"
+        );
+        let hour = floor_hour(t(0));
+        let p = replay_pauses(&pol, &thirty, |a, b| {
+            assert_eq!((a, b), (hour, hour), "a 1h window is the event's hour");
+            1_000
+        });
+        assert_eq!(p.len(), 1);
+        assert_eq!(
+            (p[0].rule, p[0].window_events, p[0].window_sends, p[0].event_count),
+            (PauseRule::Rate, 20, Some(1_000), 30),
+            "2% of 1,000 is reached at the 20th; the 10 after it fall in the pause"
+        );
+        assert_eq!(p[0].started_at, at(19, 19).time);
+        assert_eq!(p[0].window_start, Some(hour));
+        let p = replay_pauses(&pol, &thirty, |_, _| 150);
+        assert_eq!(
+            (p[0].rule, p[0].window_events, p[0].window_sends),
+            (PauseRule::Threshold, 5, Some(150)),
+            "150 sends are below min_sends: the threshold decides"
+        );
+        // A wider window weighs the sends of every hour it spans.
+        let day = PausePolicy {
+            window: crate::ledger::span::Span::hours(24),
+            ..pol.clone()
+        };
+        assert_eq!(
+            day.rate_hours(t(30) + chrono::Duration::minutes(5)),
+            (floor_hour(t(7)), floor_hour(t(30)))
+        );
+        // No rate rule: the count decides whatever the sends.
+        let count_only = PausePolicy {
+            rate: Percent::default(),
+            ..pol
+        };
+        let p = replay_pauses(&count_only, &thirty, |_, _| 100_000);
+        assert_eq!((p[0].rule, p[0].window_events), (PauseRule::Threshold, 5));
     }
 }

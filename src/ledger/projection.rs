@@ -216,7 +216,7 @@ fn sorts_after(
         .is_some_and(|(sort_key, index)| next.key() > (last_seen.to_string(), sort_key, index, id)))
 }
 
-/// A domain's pause fold as stored in `pause_folds`.
+/// A pause fold as stored in `pause_folds`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StoredPauseFold {
     #[serde(flatten)]
@@ -225,6 +225,46 @@ struct StoredPauseFold {
     /// `domain_pauses.id` of `fold.last`.
     last_row: Option<i64>,
 }
+
+/// What a pause is about: one recipient domain, or one provider (every domain of it, events
+/// and sends summed). A domain of a provider is paused both ways: its own, and its provider's.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Subject {
+    Domain(String),
+    Provider(String),
+}
+
+impl Subject {
+    /// `domain_pauses.scope`, `pause_folds.scope`.
+    pub fn scope(&self) -> &'static str {
+        match self {
+            Subject::Domain(_) => "domain",
+            Subject::Provider(_) => "provider",
+        }
+    }
+
+    /// The domain, or the provider's name (`domain_pauses.domain`).
+    pub fn name(&self) -> &str {
+        match self {
+            Subject::Domain(n) | Subject::Provider(n) => n,
+        }
+    }
+
+    /// The subjects a recipient domain's events and sends count toward.
+    pub fn of_domain(policy: &Policy, domain: &str) -> Vec<Subject> {
+        let mut out = vec![Subject::Domain(domain.to_string())];
+        out.extend(
+            policy
+                .providers
+                .provider_of(domain)
+                .map(|p| Subject::Provider(p.to_string())),
+        );
+        out
+    }
+}
+
+/// The pause reasons, each with its policy and the events it counts.
+pub const PAUSE_REASONS: [&str; 2] = ["blocked", "rate_limited"];
 
 /// Brings the projection up to date with events just written (in any order): each address
 /// and domain they touch is stepped from its stored fold, or replayed when an event arrived
@@ -236,13 +276,23 @@ pub fn apply(
     clock: &Clock,
 ) -> anyhow::Result<()> {
     let mut by_address: BTreeMap<&str, Vec<&NewEvent>> = BTreeMap::new();
-    let mut by_domain: BTreeMap<(&str, &'static str), Vec<&NewEvent>> = BTreeMap::new();
+    let mut by_subject: BTreeMap<(Subject, &'static str), Vec<&NewEvent>> = BTreeMap::new();
+    let mut domains: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
     for e in events {
         by_address.entry(&e.address).or_default().push(e);
-        for reason in e.pause_reasons() {
-            by_domain.entry((&e.domain, reason)).or_default().push(e);
+        domains.insert(&e.domain);
+        let mut reasons = e.pause_reasons().peekable();
+        if reasons.peek().is_none() {
+            continue;
+        }
+        let subjects = Subject::of_domain(policy, &e.domain);
+        for reason in reasons {
+            for s in &subjects {
+                by_subject.entry((s.clone(), reason)).or_default().push(e);
+            }
         }
     }
+    note_provider_domains(conn, policy, domains)?;
     for (address, mut evs) in by_address {
         evs.sort_by_key(|e| e.key());
         let stepped = match StoredFold::load(conn, address) {
@@ -262,21 +312,43 @@ pub fn apply(
             None => replay_address(conn, policy, address, clock)?,
         }
     }
-    for ((domain, reason), mut evs) in by_domain {
+    for ((subject, reason), mut evs) in by_subject {
         evs.sort_by_key(|e| e.key());
         let stored: Option<String> = conn
-            .prepare_cached("SELECT fold FROM pause_folds WHERE domain = ?1 AND reason = ?2")?
-            .query_row([domain, reason], |r| r.get(0))
+            .prepare_cached(
+                "SELECT fold FROM pause_folds WHERE scope = ?1 AND subject = ?2 AND reason = ?3",
+            )?
+            .query_row([subject.scope(), subject.name(), reason], |r| r.get(0))
             .optional()?;
         let fold = match stored {
             None => StoredPauseFold::default(),
-            Some(json) => serde_json::from_str(&json)
-                .with_context(|| format!("the stored pause fold of {domain} is corrupt"))?,
+            Some(json) => serde_json::from_str(&json).with_context(|| {
+                format!("the stored pause fold of {} is corrupt", subject.name())
+            })?,
         };
         if fold.key.as_ref().is_none_or(|k| evs[0].key() > *k) {
-            step_pauses(conn, policy, domain, reason, fold, &evs)?;
+            step_pauses(conn, policy, &subject, reason, fold, &evs)?;
         } else {
-            replay_pauses(conn, policy, domain, reason)?;
+            replay_pauses(conn, policy, &subject, reason)?;
+        }
+    }
+    Ok(())
+}
+
+/// Records which provider each of these recipient domains belongs to (`provider_domains`:
+/// the domains seen in events or sends, under the policy's map), for the provider pauses and
+/// the per-provider views.
+pub fn note_provider_domains<'a>(
+    conn: &Connection,
+    policy: &Policy,
+    domains: impl IntoIterator<Item = &'a str>,
+) -> anyhow::Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO provider_domains (domain, provider) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+    )?;
+    for d in domains {
+        if let Some(p) = policy.providers.provider_of(d) {
+            insert.execute([d, p])?;
         }
     }
     Ok(())
@@ -508,11 +580,83 @@ fn pause_policy<'p>(policy: &'p Policy, reason: &str) -> &'p PausePolicy {
     }
 }
 
-/// Steps a domain's pause fold over its new events (all after the last one folded).
+/// The events a pause reason counts, as a condition on `events`.
+fn pause_filter(reason: &str) -> &'static str {
+    if reason == "rate_limited" {
+        "reason = 'rate_limited'"
+    } else {
+        "label = 'blocked'"
+    }
+}
+
+/// The events of a subject, as a condition on `events` with the subject's name as `?1`.
+fn subject_filter(subject: &Subject) -> &'static str {
+    match subject {
+        Subject::Domain(_) => "domain = ?1",
+        Subject::Provider(_) => {
+            "domain IN (SELECT domain FROM provider_domains WHERE provider = ?1)"
+        }
+    }
+}
+
+/// The sends recorded to a subject in the hours `first..=last`.
+fn sends_in(
+    conn: &Connection,
+    subject: &Subject,
+    first: chrono::DateTime<chrono::Utc>,
+    last: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<u64> {
+    let sql = match subject {
+        Subject::Domain(_) => {
+            "SELECT coalesce(sum(count), 0) FROM sends
+             WHERE recipient_domain = ?1 AND hour >= ?2 AND hour <= ?3"
+        }
+        Subject::Provider(_) => {
+            "SELECT coalesce(sum(s.count), 0) FROM provider_domains p
+             JOIN sends s ON s.recipient_domain = p.domain AND s.hour >= ?2 AND s.hour <= ?3
+             WHERE p.provider = ?1"
+        }
+    };
+    let n: i64 = conn.prepare_cached(sql)?.query_row(
+        params![subject.name(), time::format(first), time::format(last)],
+        |r| r.get(0),
+    )?;
+    Ok(n.max(0) as u64)
+}
+
+/// Folds one event into a stored pause fold, writing the pause rows it starts or extends.
+fn step_pause(
+    conn: &Connection,
+    pp: &PausePolicy,
+    subject: &Subject,
+    reason: &str,
+    stored: &mut StoredPauseFold,
+    fact: &PauseFact,
+    extended: &mut bool,
+) -> anyhow::Result<()> {
+    let sends = match stored.fold.sends_needed(pp, fact.time) {
+        Some((first, last)) => sends_in(conn, subject, first, last)?,
+        None => 0,
+    };
+    match stored.fold.step(pp, fact, sends) {
+        PauseStep::Counted => {}
+        PauseStep::Extended => *extended = true,
+        PauseStep::Started => {
+            if *extended {
+                update_last_pause(conn, stored)?;
+                *extended = false;
+            }
+            stored.last_row = Some(insert_pause(conn, subject, reason, stored)?);
+        }
+    }
+    Ok(())
+}
+
+/// Steps a subject's pause fold over its new events (all after the last one folded).
 fn step_pauses(
     conn: &Connection,
     policy: &Policy,
-    domain: &str,
+    subject: &Subject,
     reason: &str,
     mut stored: StoredPauseFold,
     events: &[&NewEvent],
@@ -524,46 +668,33 @@ fn step_pauses(
             event_id: e.id,
             time: e.fact()?.time,
         };
-        match stored.fold.step(pp, &fact) {
-            PauseStep::Counted => {}
-            PauseStep::Extended => extended = true,
-            PauseStep::Started => {
-                if extended {
-                    update_last_pause(conn, &stored)?;
-                    extended = false;
-                }
-                stored.last_row = Some(insert_pause(conn, domain, reason, &stored)?);
-            }
-        }
+        step_pause(conn, pp, subject, reason, &mut stored, &fact, &mut extended)?;
         stored.key = Some(e.key());
     }
     if extended {
         update_last_pause(conn, &stored)?;
     }
-    save_pause_fold(conn, domain, reason, &stored)
+    save_pause_fold(conn, subject, reason, &stored)
 }
 
-/// Replays a domain's pauses for one reason from all its events.
-fn replay_pauses(
+/// Replays a subject's pauses for one reason from all its events.
+pub fn replay_pauses(
     conn: &Connection,
     policy: &Policy,
-    domain: &str,
+    subject: &Subject,
     reason: &str,
 ) -> anyhow::Result<()> {
-    conn.prepare_cached("DELETE FROM domain_pauses WHERE domain = ?1 AND reason = ?2")?
-        .execute([domain, reason])?;
-    let filter = if reason == "rate_limited" {
-        "reason = 'rate_limited'"
-    } else {
-        "label = 'blocked'"
-    };
+    conn.prepare_cached("DELETE FROM domain_pauses WHERE scope = ?1 AND domain = ?2 AND reason = ?3")?
+        .execute([subject.scope(), subject.name(), reason])?;
     let rows: Vec<(i64, String, String, i64)> = conn
         .prepare_cached(&format!(
             "SELECT id, event_time, sort_key, recipient_index FROM events
-             WHERE domain = ?1 AND role = 'recipient' AND kind = 'bounce' AND {filter}
-             ORDER BY event_time, sort_key, recipient_index, id"
+             WHERE {} AND role = 'recipient' AND kind = 'bounce' AND {}
+             ORDER BY event_time, sort_key, recipient_index, id",
+            subject_filter(subject),
+            pause_filter(reason)
         ))?
-        .query_map([domain], |r| {
+        .query_map([subject.name()], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?
         .collect::<Result<_, _>>()?;
@@ -576,33 +707,76 @@ fn replay_pauses(
             time: time::parse_stored(&t)
                 .with_context(|| format!("event {id} has a malformed time {t:?}"))?,
         };
-        match stored.fold.step(pp, &fact) {
-            PauseStep::Counted => {}
-            PauseStep::Extended => extended = true,
-            PauseStep::Started => {
-                if extended {
-                    update_last_pause(conn, &stored)?;
-                    extended = false;
-                }
-                stored.last_row = Some(insert_pause(conn, domain, reason, &stored)?);
-            }
-        }
+        step_pause(conn, pp, subject, reason, &mut stored, &fact, &mut extended)?;
         stored.key = Some((t, sort_key, index, id));
     }
     if extended {
         update_last_pause(conn, &stored)?;
     }
     if stored.key.is_none() {
-        conn.prepare_cached("DELETE FROM pause_folds WHERE domain = ?1 AND reason = ?2")?
-            .execute([domain, reason])?;
+        conn.prepare_cached(
+            "DELETE FROM pause_folds WHERE scope = ?1 AND subject = ?2 AND reason = ?3",
+        )?
+        .execute([subject.scope(), subject.name(), reason])?;
         return Ok(());
     }
-    save_pause_fold(conn, domain, reason, &stored)
+    save_pause_fold(conn, subject, reason, &stored)
+}
+
+/// Sends were recorded to `domain` in the hours `first..=last` (their starts): every pause
+/// decision that weighed (or would now weigh) those hours is taken again. The rate rule at an
+/// event weighs the event's hour and the ones before it, so the decisions concerned are those
+/// of the events from `first` until `last` plus the window; the subjects (the domain, its
+/// provider) with such events are replayed, the others keep their folds (the sends change
+/// none of their decisions). Returns how many pause folds were replayed.
+pub fn sends_changed(
+    conn: &Connection,
+    policy: &Policy,
+    changes: &BTreeMap<String, (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
+) -> anyhow::Result<usize> {
+    note_provider_domains(conn, policy, changes.keys().map(String::as_str))?;
+    let mut spans: BTreeMap<Subject, (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> =
+        BTreeMap::new();
+    for (domain, &(first, last)) in changes {
+        for s in Subject::of_domain(policy, domain) {
+            let span = spans.entry(s).or_insert((first, last));
+            span.0 = span.0.min(first);
+            span.1 = span.1.max(last);
+        }
+    }
+    let mut replayed = 0;
+    for (subject, (first, last)) in spans {
+        for reason in PAUSE_REASONS {
+            let pp = pause_policy(policy, reason);
+            if pp.rate.is_off() {
+                continue;
+            }
+            let hours = ((pp.window.0 + 3599) / 3600).max(1);
+            let until = last + chrono::Duration::hours(hours);
+            let touched: bool = conn
+                .prepare_cached(&format!(
+                    "SELECT EXISTS (SELECT 1 FROM events
+                     WHERE {} AND role = 'recipient' AND kind = 'bounce' AND {}
+                       AND event_time >= ?2 AND event_time < ?3)",
+                    subject_filter(&subject),
+                    pause_filter(reason)
+                ))?
+                .query_row(
+                    params![subject.name(), time::format(first), time::format(until)],
+                    |r| r.get(0),
+                )?;
+            if touched {
+                replay_pauses(conn, policy, &subject, reason)?;
+                replayed += 1;
+            }
+        }
+    }
+    Ok(replayed)
 }
 
 fn insert_pause(
     conn: &Connection,
-    domain: &str,
+    subject: &Subject,
     reason: &str,
     stored: &StoredPauseFold,
 ) -> anyhow::Result<i64> {
@@ -611,13 +785,17 @@ fn insert_pause(
         .last
         .as_ref()
         .context("a pause started without a pause")?;
+    let rate = p
+        .window_sends
+        .and_then(|s| super::percent::Percent::of(u64::from(p.window_events), s));
     conn.prepare_cached(
         "INSERT INTO domain_pauses (domain, reason, started_at, paused_until, escalation, window_events,
-             event_count, first_event_id, first_event_at, last_event_id, last_event_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             event_count, first_event_id, first_event_at, last_event_id, last_event_at, scope, rule,
+             window_sends, window_rate, window_start)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
-        domain,
+        subject.name(),
         reason,
         time::format(p.started_at),
         time::format(p.paused_until),
@@ -628,6 +806,11 @@ fn insert_pause(
         time::format(p.first_event_at),
         p.last_event_id,
         time::format(p.last_event_at),
+        subject.scope(),
+        format!("{reason}_{}", p.rule.as_str()),
+        p.window_sends.map(|n| n as i64),
+        rate.map(|r| (r * 1000.0).round() / 1000.0),
+        p.window_start.map(time::format),
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -646,15 +829,20 @@ fn update_last_pause(conn: &Connection, stored: &StoredPauseFold) -> anyhow::Res
 
 fn save_pause_fold(
     conn: &Connection,
-    domain: &str,
+    subject: &Subject,
     reason: &str,
     stored: &StoredPauseFold,
 ) -> anyhow::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO pause_folds (domain, reason, fold) VALUES (?1, ?2, ?3)
-         ON CONFLICT (domain, reason) DO UPDATE SET fold = excluded.fold",
+        "INSERT INTO pause_folds (scope, subject, reason, fold) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (scope, subject, reason) DO UPDATE SET fold = excluded.fold",
     )?
-    .execute(params![domain, reason, serde_json::to_string(stored)?])?;
+    .execute(params![
+        subject.scope(),
+        subject.name(),
+        reason,
+        serde_json::to_string(stored)?
+    ])?;
     Ok(())
 }
 
@@ -664,8 +852,15 @@ pub fn rebuild_all(conn: &Connection, policy: &Policy) -> anyhow::Result<()> {
     let clock = Clock::now();
     conn.execute_batch(
         "DELETE FROM state_changes; DELETE FROM addresses; DELETE FROM domain_pauses;
-         DELETE FROM pause_folds;",
+         DELETE FROM pause_folds; DELETE FROM provider_domains;",
     )?;
+    let domains: Vec<String> = conn
+        .prepare(
+            "SELECT domain FROM events UNION SELECT recipient_domain FROM sends ORDER BY 1",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    note_provider_domains(conn, policy, domains.iter().map(String::as_str))?;
     let addresses: Vec<String> = conn
         .prepare("SELECT DISTINCT address FROM events ORDER BY address")?
         .query_map([], |r| r.get(0))?
@@ -683,8 +878,14 @@ pub fn rebuild_all(conn: &Connection, policy: &Policy) -> anyhow::Result<()> {
         )?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    for (d, reason) in &domains {
-        replay_pauses(conn, policy, d, reason)?;
+    let mut subjects = std::collections::BTreeSet::new();
+    for (d, reason) in domains {
+        for s in Subject::of_domain(policy, &d) {
+            subjects.insert((s, reason.clone()));
+        }
+    }
+    for (s, reason) in &subjects {
+        replay_pauses(conn, policy, s, reason)?;
     }
     Ok(())
 }

@@ -357,8 +357,186 @@ GROUP BY mailbox
 ORDER BY mailbox;
 "#;
 
+/// Rates, not just counts (what was sent, so bounce and block rates per recipient domain,
+/// provider, sending domain and campaign):
+/// - `sends`: what the sending system sent (`rebound sends import`: CSV, JSON lines, the
+///   Postfix or Exim log), aggregated per hour × recipient domain × sender domain × campaign,
+///   so that a year of sends stays small (`''`: not known);
+/// - `send_imports`: what was imported, per input: known by a hash of its first KB (of the
+///   decompressed content for a `.gz`) and the byte offset reached, so that importing the same
+///   input again changes nothing and a growing log imports only its new lines;
+/// - `send_queue`: the messages a mail log showed in flight (queue id, envelope sender, the
+///   recipients already counted), so that a recipient counts once per message across imports;
+/// - `provider_domains`: the recipient domains seen (in events and sends) that belong to a
+///   mailbox provider of the config's map, for the per-provider pauses and views;
+/// - `events.campaign`: the returned original's campaign header (`[report] campaign_header`);
+/// - pauses per provider as well as per domain (`domain_pauses.scope`; `domain` then holds the
+///   provider's name), and every pause records the rule that fired and what it saw (`rule`,
+///   `window_sends`, `window_rate`, `window_start`); `pause_folds` is keyed by scope (it is
+///   projection: the first open replays it);
+/// - views: `v_rates_recipient_domain`, `v_rates_sender_domain`, `v_rates_campaign`,
+///   `v_rates_provider` (24 h, 7 d, 30 d: sends, bounces by label, complaints, rate per label
+///   in %), `v_paused_domains` with the rule, and `v_paused_recipient_domains` (every known
+///   recipient domain paused now, on its own or through its provider).
+const V8: &str = r#"
+ALTER TABLE events ADD COLUMN campaign TEXT;            -- the returned original's [report] campaign_header
+
+CREATE TABLE sends (
+    hour             TEXT NOT NULL,                     -- UTC start of the hour, 2026-11-22T14:00:00Z
+    recipient_domain TEXT NOT NULL,
+    sender_domain    TEXT NOT NULL,                     -- '' when the input did not say
+    campaign         TEXT NOT NULL,                     -- '' when none
+    count            INTEGER NOT NULL,
+    PRIMARY KEY (hour, recipient_domain, sender_domain, campaign)
+) WITHOUT ROWID;
+CREATE INDEX sends_recipient_domain ON sends(recipient_domain, hour);
+
+CREATE TABLE send_imports (
+    id          INTEGER PRIMARY KEY,
+    format      TEXT NOT NULL,                          -- csv, jsonl, postfix, exim
+    path        TEXT NOT NULL,                          -- as given ('-': standard input)
+    device      INTEGER,                                -- of the file, when it is one
+    inode       INTEGER,
+    head_len    INTEGER NOT NULL,                       -- bytes hashed: the first KB, or all of a shorter input
+    head_sha256 TEXT NOT NULL,
+    offset      INTEGER NOT NULL,                       -- bytes of the (decompressed) content imported
+    lines       INTEGER NOT NULL,                       -- lines read, all imports of it together
+    sends       INTEGER NOT NULL,                       -- sends counted
+    bad_rows    INTEGER NOT NULL,                       -- rows refused (csv, jsonl)
+    first_at    TEXT NOT NULL,
+    last_at     TEXT NOT NULL
+);
+CREATE INDEX send_imports_head ON send_imports(head_sha256);
+
+CREATE TABLE send_queue (
+    log        TEXT NOT NULL,                           -- postfix, exim
+    host       TEXT NOT NULL,                           -- the log's host (and Postfix instance)
+    queue_id   TEXT NOT NULL,
+    sender     TEXT,                                    -- envelope sender; '' the null sender; NULL not seen
+    recipients TEXT NOT NULL,                           -- JSON list of the recipients already counted
+    seen_at    TEXT NOT NULL,                           -- the last line about it
+    PRIMARY KEY (log, host, queue_id)
+) WITHOUT ROWID;
+
+CREATE TABLE provider_domains (
+    domain   TEXT PRIMARY KEY,
+    provider TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX provider_domains_provider ON provider_domains(provider);
+
+ALTER TABLE domain_pauses ADD COLUMN scope TEXT NOT NULL DEFAULT 'domain';  -- domain, provider (domain = its name)
+ALTER TABLE domain_pauses ADD COLUMN rule TEXT;            -- blocked_threshold, blocked_rate, rate_limited_threshold, rate_limited_rate
+ALTER TABLE domain_pauses ADD COLUMN window_sends INTEGER; -- sends recorded in the window's hours (NULL: none)
+ALTER TABLE domain_pauses ADD COLUMN window_rate REAL;     -- window_events / window_sends, in %
+ALTER TABLE domain_pauses ADD COLUMN window_start TEXT;    -- where the counted window began
+DROP INDEX domain_pauses_domain;
+CREATE INDEX domain_pauses_domain ON domain_pauses(scope, domain, reason, started_at);
+DROP TABLE pause_folds;
+CREATE TABLE pause_folds (
+    scope   TEXT NOT NULL,                              -- domain, provider
+    subject TEXT NOT NULL,                              -- the domain, or the provider's name
+    reason  TEXT NOT NULL,                              -- blocked, rate_limited
+    fold    TEXT NOT NULL,                              -- where the fold of its events stands (JSON)
+    PRIMARY KEY (scope, subject, reason)
+) WITHOUT ROWID;
+
+DROP VIEW v_paused_domains;
+CREATE VIEW v_paused_domains AS
+SELECT domain, reason, started_at, paused_until, escalation, window_events, event_count, last_event_at,
+       scope, rule, window_sends, window_rate
+FROM domain_pauses
+WHERE paused_until > strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+ORDER BY paused_until DESC;
+
+CREATE VIEW v_paused_recipient_domains AS
+SELECT d.domain, p.scope, p.domain AS paused, p.reason, p.rule, p.started_at, p.paused_until
+FROM (SELECT domain FROM events WHERE role = 'recipient' UNION SELECT recipient_domain FROM sends) d
+LEFT JOIN provider_domains pd ON pd.domain = d.domain
+JOIN domain_pauses p
+  ON p.paused_until > strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+ AND ((p.scope = 'domain' AND p.domain = d.domain) OR (p.scope = 'provider' AND p.domain = pd.provider))
+ORDER BY d.domain, p.paused_until DESC;
+
+-- Sends and bounces side by side in three windows: one row per send aggregate or per event.
+-- Send hours count from the hour the window starts in.
+CREATE VIEW v_rate_facts AS
+WITH w(period, since) AS (
+    VALUES ('24h', strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-1 day')),
+           ('7d',  strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-7 days')),
+           ('30d', strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-30 days'))
+)
+SELECT w.period, s.recipient_domain, s.sender_domain, s.campaign, s.count AS sends,
+       0 AS bounces, 0 AS hard, 0 AS soft, 0 AS blocked, 0 AS invalid, 0 AS rate_limited, 0 AS complaints
+FROM sends s JOIN w ON s.hour >= strftime('%Y-%m-%dT%H:00:00Z', w.since)
+UNION ALL
+SELECT w.period, e.domain, coalesce(e.sender_domain, ''), coalesce(e.campaign, ''), 0,
+       e.kind = 'bounce', e.kind = 'bounce' AND e.label IS 'hard', e.kind = 'bounce' AND e.label IS 'soft',
+       e.kind = 'bounce' AND e.label IS 'blocked', e.kind = 'bounce' AND e.label IS 'invalid',
+       e.kind = 'bounce' AND e.reason IS 'rate_limited', e.kind = 'complaint'
+FROM events e JOIN w ON e.event_time >= w.since
+WHERE e.role = 'recipient' AND e.kind IN ('bounce', 'complaint');
+
+CREATE VIEW v_rates_recipient_domain AS
+SELECT recipient_domain AS domain, period, sum(sends) AS sends, sum(bounces) AS bounces,
+       sum(hard) AS hard, sum(soft) AS soft, sum(blocked) AS blocked, sum(invalid) AS invalid,
+       sum(rate_limited) AS rate_limited, sum(complaints) AS complaints,
+       round(100.0 * sum(bounces) / nullif(sum(sends), 0), 3)      AS bounce_pct,
+       round(100.0 * sum(hard) / nullif(sum(sends), 0), 3)         AS hard_pct,
+       round(100.0 * sum(soft) / nullif(sum(sends), 0), 3)         AS soft_pct,
+       round(100.0 * sum(blocked) / nullif(sum(sends), 0), 3)      AS blocked_pct,
+       round(100.0 * sum(invalid) / nullif(sum(sends), 0), 3)      AS invalid_pct,
+       round(100.0 * sum(rate_limited) / nullif(sum(sends), 0), 3) AS rate_limited_pct,
+       round(100.0 * sum(complaints) / nullif(sum(sends), 0), 3)   AS complaint_pct
+FROM v_rate_facts
+GROUP BY recipient_domain, period;
+
+CREATE VIEW v_rates_provider AS
+SELECT pd.provider, f.period, sum(f.sends) AS sends, sum(f.bounces) AS bounces,
+       sum(f.hard) AS hard, sum(f.soft) AS soft, sum(f.blocked) AS blocked, sum(f.invalid) AS invalid,
+       sum(f.rate_limited) AS rate_limited, sum(f.complaints) AS complaints,
+       round(100.0 * sum(f.bounces) / nullif(sum(f.sends), 0), 3)      AS bounce_pct,
+       round(100.0 * sum(f.hard) / nullif(sum(f.sends), 0), 3)         AS hard_pct,
+       round(100.0 * sum(f.soft) / nullif(sum(f.sends), 0), 3)         AS soft_pct,
+       round(100.0 * sum(f.blocked) / nullif(sum(f.sends), 0), 3)      AS blocked_pct,
+       round(100.0 * sum(f.invalid) / nullif(sum(f.sends), 0), 3)      AS invalid_pct,
+       round(100.0 * sum(f.rate_limited) / nullif(sum(f.sends), 0), 3) AS rate_limited_pct,
+       round(100.0 * sum(f.complaints) / nullif(sum(f.sends), 0), 3)   AS complaint_pct
+FROM v_rate_facts f JOIN provider_domains pd ON pd.domain = f.recipient_domain
+GROUP BY pd.provider, f.period;
+
+CREATE VIEW v_rates_sender_domain AS
+SELECT sender_domain, period, sum(sends) AS sends, sum(bounces) AS bounces,
+       sum(hard) AS hard, sum(soft) AS soft, sum(blocked) AS blocked, sum(invalid) AS invalid,
+       sum(rate_limited) AS rate_limited, sum(complaints) AS complaints,
+       round(100.0 * sum(bounces) / nullif(sum(sends), 0), 3)      AS bounce_pct,
+       round(100.0 * sum(hard) / nullif(sum(sends), 0), 3)         AS hard_pct,
+       round(100.0 * sum(soft) / nullif(sum(sends), 0), 3)         AS soft_pct,
+       round(100.0 * sum(blocked) / nullif(sum(sends), 0), 3)      AS blocked_pct,
+       round(100.0 * sum(invalid) / nullif(sum(sends), 0), 3)      AS invalid_pct,
+       round(100.0 * sum(rate_limited) / nullif(sum(sends), 0), 3) AS rate_limited_pct,
+       round(100.0 * sum(complaints) / nullif(sum(sends), 0), 3)   AS complaint_pct
+FROM v_rate_facts
+WHERE sender_domain <> ''
+GROUP BY sender_domain, period;
+
+CREATE VIEW v_rates_campaign AS
+SELECT campaign, period, sum(sends) AS sends, sum(bounces) AS bounces,
+       sum(hard) AS hard, sum(soft) AS soft, sum(blocked) AS blocked, sum(invalid) AS invalid,
+       sum(rate_limited) AS rate_limited, sum(complaints) AS complaints,
+       round(100.0 * sum(bounces) / nullif(sum(sends), 0), 3)      AS bounce_pct,
+       round(100.0 * sum(hard) / nullif(sum(sends), 0), 3)         AS hard_pct,
+       round(100.0 * sum(soft) / nullif(sum(sends), 0), 3)         AS soft_pct,
+       round(100.0 * sum(blocked) / nullif(sum(sends), 0), 3)      AS blocked_pct,
+       round(100.0 * sum(invalid) / nullif(sum(sends), 0), 3)      AS invalid_pct,
+       round(100.0 * sum(rate_limited) / nullif(sum(sends), 0), 3) AS rate_limited_pct,
+       round(100.0 * sum(complaints) / nullif(sum(sends), 0), 3)   AS complaint_pct
+FROM v_rate_facts
+WHERE campaign <> ''
+GROUP BY campaign, period;
+"#;
+
 /// Every migration, in order. Never edit a released entry: append a new one.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// Brings the database to the newest schema version.
 ///

@@ -354,9 +354,9 @@ pub(super) fn insert_events(
         "INSERT INTO events (message_id, recipient_index, role, address, domain, kind, action, label,
              reason, status, reply_code, diagnostic, remote_mta, rule, original_message_id,
              original_sender, sender_domain, event_time, time_source, sort_key, phase,
-             original_recipient, final_recipient)
+             original_recipient, final_recipient, campaign)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-             ?21, ?22, ?23)",
+             ?21, ?22, ?23, ?24)",
     )?;
     let mut labels = Vec::new();
     for (i, r) in a.recipients.iter().enumerate() {
@@ -397,6 +397,7 @@ pub(super) fn insert_events(
             r.phase,
             r.original_recipient,
             r.final_recipient,
+            a.original.campaign,
         ])?;
         if kind == "bounce"
             && let Some(label) = r.label
@@ -456,6 +457,7 @@ pub(super) fn insert_events(
             None::<String>,
             None::<String>,
             None::<String>,
+            a.original.campaign,
         ])?;
         new.push(NewEvent {
             id: tx.last_insert_rowid(),

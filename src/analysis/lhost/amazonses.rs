@@ -194,6 +194,7 @@ fn original_of(m: &Value) -> Original {
         subject: first("subject"),
         date: first("date"),
         list_unsubscribe: None,
+        campaign: None,
     }
 }
 
