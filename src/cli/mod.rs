@@ -10,6 +10,8 @@ mod poll;
 mod reactivate;
 mod rebuild;
 mod reclassify;
+mod report;
+mod sends;
 mod show_raw;
 mod summary;
 mod watch;
@@ -124,6 +126,19 @@ pub enum Command {
         #[command(flatten)]
         args: check::CheckArgs,
     },
+    /// What the sending system sent (CSV, JSON lines, Postfix or Exim logs): the denominator
+    /// of the rates that `report` shows and the pauses weigh.
+    Sends {
+        #[command(subcommand)]
+        command: sends::SendsCommand,
+    },
+    /// Bounces, complaints, suppressions and pauses over a period, grouped by recipient domain,
+    /// provider, sending domain, sender, mailbox, campaign or reason; rates when sends were
+    /// imported. `--alert` exits 1 with one line per rate over `[alerts]`.
+    Report {
+        #[command(flatten)]
+        args: report::ReportArgs,
+    },
 }
 
 /// Where the ledger is: `--db`, else the config's `[database] path`, else `rebound.db` beside
@@ -202,6 +217,8 @@ fn command(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Poll { args, dry_run } => poll::run(&args, dry_run),
         Command::Watch { args } => watch::run(&args),
         Command::Check { args } => check::run(&args),
+        Command::Sends { command } => sends::run(&command),
+        Command::Report { args } => report::run(&args),
     }
 }
 

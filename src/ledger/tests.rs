@@ -427,10 +427,12 @@ fn commits_are_synced_unless_relaxed() {
 fn full_projection(l: &Ledger) -> Vec<String> {
     let mut out = projection_snapshot(l);
     for sql in [
-        "SELECT domain || reason || started_at || paused_until || escalation || window_events
+        "SELECT scope || domain || reason || started_at || paused_until || escalation || window_events
              || event_count || coalesce(first_event_id, '') || first_event_at
-             || coalesce(last_event_id, '') || last_event_at
-             FROM domain_pauses ORDER BY domain, reason, started_at",
+             || coalesce(last_event_id, '') || last_event_at || coalesce(rule, '')
+             || coalesce(window_sends, '') || coalesce(window_rate, '') || coalesce(window_start, '')
+             FROM domain_pauses ORDER BY scope, domain, reason, started_at",
+        "SELECT domain || provider FROM provider_domains ORDER BY domain",
         "SELECT address || coalesce(suppression_reason, '') || is_role || coalesce(last_reason, '')
              FROM addresses ORDER BY address",
     ] {
@@ -444,9 +446,24 @@ fn full_projection(l: &Ledger) -> Vec<String> {
     out
 }
 
+/// A policy whose rate rules fire on the small numbers of the property test.
+fn rate_policy() -> Policy {
+    let mut p = Policy::default();
+    p.blocked.rate = percent::Percent::whole(25);
+    p.blocked.min_sends = 4;
+    p.blocked.window = span::Span::hours(2);
+    p.rate_limited.rate = percent::Percent::whole(10);
+    p.rate_limited.min_sends = 6;
+    p.rate_limited.window = span::Span::hours(3);
+    p
+}
+
 /// The property the incremental projection rests on: random events (a few addresses and
-/// domains, every signal, many equal times), written in a random order split into random
-/// batches, leave exactly the projection a full replay of the same events gives.
+/// domains, every signal, many equal times) and random sends to those domains, written in a
+/// random order split into random batches (the sends interleaved with the messages, before or
+/// after the bounces they weigh), leave exactly the projection a full replay of the same events
+/// and sends gives. Half the rounds run a policy whose rate rules fire on these small numbers;
+/// pauses per provider (gmail.com and googlemail.com, hotmail.co.uk) are in every round.
 #[test]
 fn any_arrival_order_and_batching_equals_a_full_replay() {
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -462,7 +479,18 @@ fn any_arrival_order_and_batching_equals_a_full_replay() {
         "c@example.org",
         "info@example.net",
         "d@slow.example",
+        "e@googlemail.com",
+        "f@hotmail.co.uk",
     ];
+    let send_domains = [
+        "gmail.com",
+        "googlemail.com",
+        "example.org",
+        "example.net",
+        "slow.example",
+        "hotmail.co.uk",
+    ];
+    let (mut rate_pauses, mut provider_pauses, mut replays) = (0, 0, 0);
     let verdicts = [
         (
             Kind::Bounce,
@@ -539,10 +567,40 @@ fn any_arrival_order_and_batching_equals_a_full_replay() {
             let j = (next() % (i as u64 + 1)) as usize;
             messages.swap(i, j);
         }
-        let (_dir, mut l) = ledger();
+        let dir = tempfile::tempdir().unwrap();
+        let policy = if round % 2 == 1 {
+            rate_policy()
+        } else {
+            Policy::default()
+        };
+        let mut l = Ledger::open(&dir.path().join("t.db"), policy, "test-rules").unwrap();
+        // Sends over the same hours, in random lots that arrive between the batches.
+        let mut random_sends = |next: &mut dyn FnMut() -> u64| {
+            let mut lot = sends::Sends::new();
+            for _ in 0..(1 + next() % 4) {
+                let h = (next() % slots.max(24)) as i64;
+                let hour = chrono::DateTime::parse_from_rfc3339("2026-11-02T00:00:00Z")
+                    .unwrap()
+                    .with_timezone(&chrono::Utc)
+                    + chrono::Duration::hours(h);
+                let key = sends::SendKey {
+                    hour,
+                    recipient_domain: send_domains[(next() % send_domains.len() as u64) as usize]
+                        .to_string(),
+                    sender_domain: "shop.example".into(),
+                    campaign: String::new(),
+                };
+                *lot.entry(key).or_insert(0) += 1 + next() % 12;
+            }
+            lot
+        };
         let mut rest = &messages[..];
         let mut k = 0;
         while !rest.is_empty() {
+            if next() % 3 == 0 {
+                let lot = random_sends(&mut next);
+                replays += l.add_sends(&lot).unwrap().replayed;
+            }
             let size = (1 + next() % 17) as usize;
             let (batch, tail) = rest.split_at(size.min(rest.len()));
             let prepared: Vec<Prepared> = batch
@@ -559,10 +617,20 @@ fn any_arrival_order_and_batching_equals_a_full_replay() {
             rest = tail;
             k += 1;
         }
+        for _ in 0..(next() % 3) {
+            let lot = random_sends(&mut next);
+            replays += l.add_sends(&lot).unwrap().replayed;
+        }
+        rate_pauses += count(&l, "SELECT count(*) FROM domain_pauses WHERE rule LIKE '%_rate'");
+        provider_pauses += count(&l, "SELECT count(*) FROM domain_pauses WHERE scope = 'provider'");
         let incremental = full_projection(&l);
         l.rebuild_projection().unwrap();
         assert_eq!(incremental, full_projection(&l), "round {round}");
     }
+    // The rounds exercised what they are about.
+    assert!(rate_pauses > 0, "no pause by rate in any round");
+    assert!(provider_pauses > 0, "no provider pause in any round");
+    assert!(replays > 0, "no sends arrived after the bounces they weigh");
 }
 
 /// Two events of an address at the same second are folded in key order (sort key, then
