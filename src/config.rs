@@ -86,17 +86,17 @@ pub struct ReportConfig {
 
 /// One alert: a rate that fails `rebound report --alert` once the group it is measured on
 /// had at least `min_sends` sends in the period (a tiny sample says nothing).
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AlertRule {
     /// `"0%"` turns the alert off.
     pub rate: Percent,
     pub min_sends: u64,
 }
 
-/// `[alerts]`: the defaults are the guidance's.
+/// `[alerts]`: the defaults are the guidance's. A table may set either key; the other keeps
+/// its own default.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(from = "AlertsFile")]
 pub struct AlertsConfig {
     /// Blocked bounces per provider (a provider refusing the sender).
     pub blocked: AlertRule,
@@ -126,9 +126,39 @@ impl Default for AlertsConfig {
     }
 }
 
-impl Default for AlertRule {
-    fn default() -> AlertRule {
-        AlertsConfig::default().blocked
+/// `[alerts]` as written: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct AlertsFile {
+    blocked: AlertWritten,
+    hard_invalid: AlertWritten,
+    complaints: AlertWritten,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct AlertWritten {
+    rate: Option<Percent>,
+    min_sends: Option<u64>,
+}
+
+impl AlertWritten {
+    fn over(&self, default: AlertRule) -> AlertRule {
+        AlertRule {
+            rate: self.rate.unwrap_or(default.rate),
+            min_sends: self.min_sends.unwrap_or(default.min_sends),
+        }
+    }
+}
+
+impl From<AlertsFile> for AlertsConfig {
+    fn from(f: AlertsFile) -> AlertsConfig {
+        let d = AlertsConfig::default();
+        AlertsConfig {
+            blocked: f.blocked.over(d.blocked),
+            hard_invalid: f.hard_invalid.over(d.hard_invalid),
+            complaints: f.complaints.over(d.complaints),
+        }
     }
 }
 
