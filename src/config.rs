@@ -299,4 +299,35 @@ mod tests {
             dir.path().join("data/l.db")
         );
     }
+
+    #[test]
+    fn providers_report_and_alerts() {
+        let c = Config::parse(
+            "[providers]\nexample = [\"example.com\"]\napple = []\n\n[report]\ncampaign_header = \"X-Campaign-ID\"\n\n[alerts.complaints]\nrate = \"0.3%\"\n[alerts]\nblocked = { min_sends = 50 }\n",
+        )
+        .unwrap();
+        assert!(c.policy.is_provider("example.com"));
+        assert!(!c.policy.is_provider("icloud.com"));
+        assert!(c.policy.is_provider("gmail.com"));
+        assert_eq!(c.rules().campaign_header(), Some("X-Campaign-ID"));
+        assert_ne!(c.rules().fingerprint(), builtin_rules().fingerprint());
+        assert_eq!(c.alerts.complaints.rate, Percent::ppm(3_000));
+        assert_eq!(c.alerts.complaints.min_sends, 1_000, "its own default kept");
+        assert_eq!(c.alerts.blocked.min_sends, 50);
+        assert_eq!(c.alerts.blocked.rate, Percent::whole(2));
+        // Without them: the built-in map, no campaign, the guidance's alerts.
+        let d = Config::parse("").unwrap();
+        assert!(d.policy.is_provider("hotmail.co.uk"));
+        assert_eq!(d.rules().campaign_header(), None);
+        assert_eq!(d.alerts, AlertsConfig::default());
+
+        let err = Config::parse("[policy]\nproviders = [\"gmail.com\"]\n").unwrap_err();
+        assert!(err.contains("[providers]"), "{err}");
+        let err = Config::parse("[report]\ncampaign_header = \"X Campaign\"\n").unwrap_err();
+        assert!(err.contains("not a header name"), "{err}");
+        let err = Config::parse("[providers]\nmine = [\"gmail.com\"]\n").unwrap_err();
+        assert!(err.contains("in both google and mine"), "{err}");
+        let err = Config::parse("[policy.blocked]\nrate = \"2\"\n").unwrap_err();
+        assert!(err.contains("percentage"), "{err}");
+    }
 }

@@ -39,11 +39,14 @@
 //!   event that arrives late replays that address) and a property test checks it equals a full
 //!   replay (`rebound rebuild`) for any arrival order and batching.
 //!
+//! - [`sends`] reads what the sending system sent (CSV, JSON lines, Postfix and Exim logs) into
+//!   hourly send counts, the denominator of the rates that reports show and pauses weigh.
+//!
 //! Rules are data: `src/analysis/rules/rules.toml` is compiled into the binary, ordered, first
 //! match wins. MTA-specific parsing lives in [`analysis::lhost`], one module per MTA family.
-//! [`config`] reads the one TOML file (database, policy, mailboxes); [`cli`] holds one small
-//! module per subcommand, [`logging`] writes stderr for people or log shippers, and `main` only
-//! parses arguments and prints errors.
+//! [`config`] reads the one TOML file (database, policy, providers, mailboxes, report,
+//! alerts); [`cli`] holds one small module per subcommand, [`logging`] writes stderr for people
+//! or log shippers, and `main` only parses arguments and prints errors.
 
 pub mod analysis;
 pub mod cli;

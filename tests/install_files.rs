@@ -5,10 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const UNITS: [&str; 3] = [
+const UNITS: [&str; 5] = [
     "rebound-poll.service",
     "rebound-poll.timer",
     "rebound-watch.service",
+    "rebound-sends.service",
+    "rebound-sends.timer",
 ];
 
 fn root() -> &'static Path {
@@ -45,7 +47,11 @@ fn the_readme_shows_the_shipped_units() {
 
 #[test]
 fn the_units_command_lines_are_accepted() {
-    for name in ["rebound-poll.service", "rebound-watch.service"] {
+    for name in [
+        "rebound-poll.service",
+        "rebound-watch.service",
+        "rebound-sends.service",
+    ] {
         let text = unit(name);
         let exec = text
             .lines()

@@ -146,7 +146,9 @@ fn view(db: &Path, view: &str, key: &str) -> Rates {
             Ok((
                 r.get::<_, String>(0)?,
                 (
-                    (1..8).map(|i| r.get::<_, i64>(i)).collect::<Result<Vec<_>, _>>()?,
+                    (1..8)
+                        .map(|i| r.get::<_, i64>(i))
+                        .collect::<Result<Vec<_>, _>>()?,
                     (8..13)
                         .map(|i| r.get::<_, Option<f64>>(i))
                         .collect::<Result<Vec<_>, _>>()?,
@@ -158,24 +160,29 @@ fn view(db: &Path, view: &str, key: &str) -> Rates {
 }
 
 /// The same rows computed from the test's own inputs.
-fn expected(
-    sends: &BTreeMap<String, i64>,
-    bounces: &[(String, What)],
-) -> Rates {
+fn expected(sends: &BTreeMap<String, i64>, bounces: &[(String, What)]) -> Rates {
     let mut out = Rates::new();
     let mut keys: Vec<&String> = sends.keys().collect();
     keys.extend(bounces.iter().map(|(k, _)| k));
     for k in keys {
         let s = sends.get(k).copied().unwrap_or(0);
         let n = |w: What| bounces.iter().filter(|(x, y)| x == k && *y == w).count() as i64;
-        let labels = [What::Hard, What::Soft, What::Blocked, What::Invalid, What::Complaint];
+        let labels = [
+            What::Hard,
+            What::Soft,
+            What::Blocked,
+            What::Invalid,
+            What::Complaint,
+        ];
         let counts: Vec<i64> = labels.iter().map(|w| n(*w)).collect();
         let bounced: i64 = counts[..4].iter().sum();
         let pct = |x: i64| (s > 0).then(|| (100.0 * x as f64 / s as f64 * 1000.0).round() / 1000.0);
         out.insert(
             k.clone(),
             (
-                vec![s, bounced, counts[0], counts[1], counts[2], counts[3], counts[4]],
+                vec![
+                    s, bounced, counts[0], counts[1], counts[2], counts[3], counts[4],
+                ],
                 counts.iter().map(|c| pct(*c)).collect(),
             ),
         );
@@ -191,7 +198,10 @@ fn assert_rates(actual: &Rates, expected: &Rates, what: &str) {
     );
     for (k, (counts, rates)) in expected {
         let (a_counts, a_rates) = &actual[k];
-        assert_eq!(a_counts, counts, "{what} {k}: sends, bounces, hard, soft, blocked, invalid, complaints");
+        assert_eq!(
+            a_counts, counts,
+            "{what} {k}: sends, bounces, hard, soft, blocked, invalid, complaints"
+        );
         for (a, e) in a_rates.iter().zip(rates) {
             match (a, e) {
                 (Some(a), Some(e)) => assert!((a - e).abs() < 1e-9, "{what} {k}: rate {a} != {e}"),
@@ -243,41 +253,146 @@ fn imported_sends_and_ingested_bounces_give_the_rates_and_reimport_changes_nothi
     let t = at + Duration::minutes(5);
     let mut log = String::new();
     let mut line = |time: String, rest: &str| log.push_str(&format!("{time} mx1 {rest}\n"));
-    line(stamp(t), "postfix/qmgr[811]: 5C1D2E3F40: from=<news@shop.example>, size=5120, nrcpt=4 (queue active)");
-    line(stamp(t), "postfix/smtp[901]: 5C1D2E3F40: to=<carla@gmail.com>, relay=gmail-smtp-in.l.google.com[192.0.2.27]:25, delay=0.9, delays=0.1/0/0.3/0.5, dsn=2.0.0, status=sent (250 2.0.0 OK 1764000000 z9)");
-    line(stamp(t), "postfix/smtp[902]: 5C1D2E3F40: to=<dani@gmail.com>, relay=gmail-smtp-in.l.google.com[192.0.2.27]:25, delay=1.1, delays=0.1/0/0.4/0.6, dsn=4.7.28, status=deferred (host gmail-smtp-in.l.google.com[192.0.2.27] said: 421 4.7.28 Unusual rate of unsolicited mail (in reply to end of DATA command))");
-    line(stamp(t), "postfix/smtp[903]: 5C1D2E3F40: to=<edu@outlook.com>, relay=outlook-com.olc.protection.outlook.com[192.0.2.80]:25, delay=0.8, delays=0.1/0/0.3/0.4, dsn=2.6.0, status=sent (250 2.6.0 Queued mail for delivery)");
-    line(stamp(t), "postfix/smtp[904]: 5C1D2E3F40: to=<fabi@nowhere.example>, relay=none, delay=0.3, delays=0.1/0/0.2/0, dsn=5.4.4, status=bounced (Host or domain name not found. Name service error for name=nowhere.example type=A: Host not found)");
-    line(classic(t + Duration::minutes(30)), "postfix/qmgr[811]: 5C1D2E3F40: from=<news@shop.example>, size=5120, nrcpt=4 (queue active)");
-    line(classic(t + Duration::minutes(30)), "postfix/smtp[905]: 5C1D2E3F40: to=<dani@gmail.com>, relay=gmail-smtp-in.l.google.com[192.0.2.28]:25, delay=1800, delays=1799/0/0.4/0.6, dsn=2.0.0, status=sent (250 2.0.0 OK 1764001800 y7)");
-    line(classic(t + Duration::minutes(30)), "postfix/qmgr[811]: 5C1D2E3F40: removed");
-    line(stamp(t), "postfix/qmgr[811]: 6D2E3F4A51: from=<>, size=3000, nrcpt=1 (queue active)");
-    line(stamp(t), "postfix/smtp[906]: 6D2E3F4A51: to=<someone@example.net>, relay=mx.example.net[203.0.113.9]:25, delay=0.4, delays=0/0/0.2/0.2, dsn=2.0.0, status=sent (250 ok)");
-    line(stamp(t), "postfix/qmgr[811]: 7E3F4A5B62: from=<news@shop.example>, size=900, nrcpt=1 (queue active)");
-    line(stamp(t), "postfix/smtp[907]: 7E3F4A5B62: to=<gui@gmail.com>, relay=127.0.0.1[127.0.0.1]:10024, delay=0.2, delays=0/0/0/0.2, dsn=2.0.0, status=sent (250 2.0.0 from MTA(smtp:[127.0.0.1]:10025): 250 2.0.0 Ok: queued as 8F4A)");
-    line(stamp(t), "postfix/lmtp[908]: 9A4B5C6D73: to=<bounces@shop.example>, relay=mail.shop.example[private/dovecot-lmtp], delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent (250 2.0.0 <bounces@shop.example> Saved)");
+    line(
+        stamp(t),
+        "postfix/qmgr[811]: 5C1D2E3F40: from=<news@shop.example>, size=5120, nrcpt=4 (queue active)",
+    );
+    line(
+        stamp(t),
+        "postfix/smtp[901]: 5C1D2E3F40: to=<carla@gmail.com>, relay=gmail-smtp-in.l.google.com[192.0.2.27]:25, delay=0.9, delays=0.1/0/0.3/0.5, dsn=2.0.0, status=sent (250 2.0.0 OK 1764000000 z9)",
+    );
+    line(
+        stamp(t),
+        "postfix/smtp[902]: 5C1D2E3F40: to=<dani@gmail.com>, relay=gmail-smtp-in.l.google.com[192.0.2.27]:25, delay=1.1, delays=0.1/0/0.4/0.6, dsn=4.7.28, status=deferred (host gmail-smtp-in.l.google.com[192.0.2.27] said: 421 4.7.28 Unusual rate of unsolicited mail (in reply to end of DATA command))",
+    );
+    line(
+        stamp(t),
+        "postfix/smtp[903]: 5C1D2E3F40: to=<edu@outlook.com>, relay=outlook-com.olc.protection.outlook.com[192.0.2.80]:25, delay=0.8, delays=0.1/0/0.3/0.4, dsn=2.6.0, status=sent (250 2.6.0 Queued mail for delivery)",
+    );
+    line(
+        stamp(t),
+        "postfix/smtp[904]: 5C1D2E3F40: to=<fabi@nowhere.example>, relay=none, delay=0.3, delays=0.1/0/0.2/0, dsn=5.4.4, status=bounced (Host or domain name not found. Name service error for name=nowhere.example type=A: Host not found)",
+    );
+    line(
+        classic(t + Duration::minutes(30)),
+        "postfix/qmgr[811]: 5C1D2E3F40: from=<news@shop.example>, size=5120, nrcpt=4 (queue active)",
+    );
+    line(
+        classic(t + Duration::minutes(30)),
+        "postfix/smtp[905]: 5C1D2E3F40: to=<dani@gmail.com>, relay=gmail-smtp-in.l.google.com[192.0.2.28]:25, delay=1800, delays=1799/0/0.4/0.6, dsn=2.0.0, status=sent (250 2.0.0 OK 1764001800 y7)",
+    );
+    line(
+        classic(t + Duration::minutes(30)),
+        "postfix/qmgr[811]: 5C1D2E3F40: removed",
+    );
+    line(
+        stamp(t),
+        "postfix/qmgr[811]: 6D2E3F4A51: from=<>, size=3000, nrcpt=1 (queue active)",
+    );
+    line(
+        stamp(t),
+        "postfix/smtp[906]: 6D2E3F4A51: to=<someone@example.net>, relay=mx.example.net[203.0.113.9]:25, delay=0.4, delays=0/0/0.2/0.2, dsn=2.0.0, status=sent (250 ok)",
+    );
+    line(
+        stamp(t),
+        "postfix/qmgr[811]: 7E3F4A5B62: from=<news@shop.example>, size=900, nrcpt=1 (queue active)",
+    );
+    line(
+        stamp(t),
+        "postfix/smtp[907]: 7E3F4A5B62: to=<gui@gmail.com>, relay=127.0.0.1[127.0.0.1]:10024, delay=0.2, delays=0/0/0/0.2, dsn=2.0.0, status=sent (250 2.0.0 from MTA(smtp:[127.0.0.1]:10025): 250 2.0.0 Ok: queued as 8F4A)",
+    );
+    line(
+        stamp(t),
+        "postfix/lmtp[908]: 9A4B5C6D73: to=<bounces@shop.example>, relay=mail.shop.example[private/dovecot-lmtp], delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent (250 2.0.0 <bounces@shop.example> Saved)",
+    );
     let log_file = dir.path().join("mail.log");
     std::fs::write(&log_file, &log).unwrap();
 
-    let csv_out = rebound(&["sends", "import", "--config", cfg, csv_file.to_str().unwrap()], None);
+    let csv_out = rebound(
+        &[
+            "sends",
+            "import",
+            "--config",
+            cfg,
+            csv_file.to_str().unwrap(),
+        ],
+        None,
+    );
     assert_eq!(csv_out.status.code(), Some(1), "a row was refused");
-    assert!(String::from_utf8_lossy(&csv_out.stderr).contains("sends.csv:7: time \"not a time\" is not RFC 3339"));
-    assert!(stdout(&csv_out).contains("350 sends"), "{}", stdout(&csv_out));
-    let log_out = rebound(&["sends", "import", "--config", cfg, log_file.to_str().unwrap()], None);
+    assert!(
+        String::from_utf8_lossy(&csv_out.stderr)
+            .contains("sends.csv:7: time \"not a time\" is not RFC 3339")
+    );
+    assert!(
+        stdout(&csv_out).contains("350 sends"),
+        "{}",
+        stdout(&csv_out)
+    );
+    let log_out = rebound(
+        &[
+            "sends",
+            "import",
+            "--config",
+            cfg,
+            log_file.to_str().unwrap(),
+        ],
+        None,
+    );
     assert!(log_out.status.success());
-    assert!(stdout(&log_out).contains("(postfix, from byte 0): 4 sends"), "{}", stdout(&log_out));
+    assert!(
+        stdout(&log_out).contains("(postfix, from byte 0): 4 sends"),
+        "{}",
+        stdout(&log_out)
+    );
 
     // The bounces and a complaint, through the ingest.
     let bounces = [
-        Bounce { rcpt: "ana@gmail.com", from: "news@shop.example", campaign: Some("nov-promo"), what: What::Hard },
-        Bounce { rcpt: "bia@gmail.com", from: "news@shop.example", campaign: Some("nov-promo"), what: What::Hard },
-        Bounce { rcpt: "hugo@gmail.com", from: "news@shop.example", campaign: Some("nov-promo"), what: What::Blocked },
-        Bounce { rcpt: "iris@yahoo.com", from: "news@shop.example", campaign: Some("nov-promo"), what: What::Soft },
-        Bounce { rcpt: "zoe@yahoo.com", from: "news@shop.example", campaign: Some("nov-promo"), what: What::Complaint },
-        Bounce { rcpt: "joao@example.org", from: "alerts@alerts.example", campaign: None, what: What::Hard },
-        Bounce { rcpt: "fabi@nowhere.example", from: "news@shop.example", campaign: None, what: What::Invalid },
+        Bounce {
+            rcpt: "ana@gmail.com",
+            from: "news@shop.example",
+            campaign: Some("nov-promo"),
+            what: What::Hard,
+        },
+        Bounce {
+            rcpt: "bia@gmail.com",
+            from: "news@shop.example",
+            campaign: Some("nov-promo"),
+            what: What::Hard,
+        },
+        Bounce {
+            rcpt: "hugo@gmail.com",
+            from: "news@shop.example",
+            campaign: Some("nov-promo"),
+            what: What::Blocked,
+        },
+        Bounce {
+            rcpt: "iris@yahoo.com",
+            from: "news@shop.example",
+            campaign: Some("nov-promo"),
+            what: What::Soft,
+        },
+        Bounce {
+            rcpt: "zoe@yahoo.com",
+            from: "news@shop.example",
+            campaign: Some("nov-promo"),
+            what: What::Complaint,
+        },
+        Bounce {
+            rcpt: "joao@example.org",
+            from: "alerts@alerts.example",
+            campaign: None,
+            what: What::Hard,
+        },
+        Bounce {
+            rcpt: "fabi@nowhere.example",
+            from: "news@shop.example",
+            campaign: None,
+            what: What::Invalid,
+        },
     ];
-    let mail = write_bounces(dir.path(), &bounces, |n| at + Duration::minutes(10 + n as i64));
+    let mail = write_bounces(dir.path(), &bounces, |n| {
+        at + Duration::minutes(10 + n as i64)
+    });
     let ingest = rebound(&["ingest", "--config", cfg, mail.to_str().unwrap()], None);
     assert!(ingest.status.success());
 
@@ -345,7 +460,9 @@ fn imported_sends_and_ingested_bounces_give_the_rates_and_reimport_changes_nothi
 
     // The report shows the same, by campaign, in JSON.
     let report = rebound(
-        &["report", "--config", cfg, "--since", "24h", "--by", "campaign", "--json"],
+        &[
+            "report", "--config", cfg, "--since", "24h", "--by", "campaign", "--json",
+        ],
         None,
     );
     assert!(report.status.success());
@@ -358,7 +475,10 @@ fn imported_sends_and_ingested_bounces_give_the_rates_and_reimport_changes_nothi
         .iter()
         .find(|r| r["key"] == "nov-promo")
         .unwrap();
-    assert_eq!((promo["sends"].as_i64(), promo["hard"].as_i64()), (Some(300), Some(2)));
+    assert_eq!(
+        (promo["sends"].as_i64(), promo["hard"].as_i64()),
+        (Some(300), Some(2))
+    );
     assert_eq!(promo["rates"]["complaints"].as_f64(), Some(0.333));
     let text = rebound(&["report", "--config", cfg, "--since", "24h"], None);
     assert!(stdout(&text).contains("sends: 354"), "{}", stdout(&text));
@@ -377,23 +497,61 @@ fn imported_sends_and_ingested_bounces_give_the_rates_and_reimport_changes_nothi
     };
     let before = snapshot(&db);
     let again = rebound(
-        &["sends", "import", "--config", cfg, csv_file.to_str().unwrap(), log_file.to_str().unwrap()],
+        &[
+            "sends",
+            "import",
+            "--config",
+            cfg,
+            csv_file.to_str().unwrap(),
+            log_file.to_str().unwrap(),
+        ],
         None,
     );
-    assert!(again.status.success(), "nothing refused the second time: nothing read");
-    assert_eq!(stdout(&again).matches("nothing new").count(), 2, "{}", stdout(&again));
+    assert!(
+        again.status.success(),
+        "nothing refused the second time: nothing read"
+    );
+    assert_eq!(
+        stdout(&again).matches("nothing new").count(),
+        2,
+        "{}",
+        stdout(&again)
+    );
     let gz = dir.path().join("mail.log.2.gz");
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(log.as_bytes()).unwrap();
     std::fs::write(&gz, enc.finish().unwrap()).unwrap();
-    assert!(stdout(&rebound(&["sends", "import", "--config", cfg, gz.to_str().unwrap()], None)).contains("nothing new"));
-    let piped = csv.lines().filter(|l| !l.starts_with("not a time")).collect::<Vec<_>>().join("\n") + "\n";
-    let first = rebound(&["sends", "import", "--config", cfg, "--format", "csv", "-"], Some(piped.as_bytes()));
-    assert!(stdout(&first).contains("350 sends"), "standard input is a new input");
+    assert!(
+        stdout(&rebound(
+            &["sends", "import", "--config", cfg, gz.to_str().unwrap()],
+            None
+        ))
+        .contains("nothing new")
+    );
+    let piped = csv
+        .lines()
+        .filter(|l| !l.starts_with("not a time"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    let first = rebound(
+        &["sends", "import", "--config", cfg, "--format", "csv", "-"],
+        Some(piped.as_bytes()),
+    );
+    assert!(
+        stdout(&first).contains("350 sends"),
+        "standard input is a new input"
+    );
     let after_stdin = snapshot(&db);
     assert_ne!(after_stdin, before);
-    let second = rebound(&["sends", "import", "--config", cfg, "--format", "csv", "-"], Some(piped.as_bytes()));
-    assert!(stdout(&second).contains("nothing new"), "the same standard input again");
+    let second = rebound(
+        &["sends", "import", "--config", cfg, "--format", "csv", "-"],
+        Some(piped.as_bytes()),
+    );
+    assert!(
+        stdout(&second).contains("nothing new"),
+        "the same standard input again"
+    );
     assert_eq!(snapshot(&db), after_stdin);
 
     // The log grows: only its new lines count, and a message's later attempts are not new sends.
@@ -403,16 +561,48 @@ fn imported_sends_and_ingested_bounces_give_the_rates_and_reimport_changes_nothi
         s = stamp(t2)
     );
     std::fs::write(&log_file, &grown).unwrap();
-    let more = rebound(&["sends", "import", "--config", cfg, log_file.to_str().unwrap()], None);
-    assert!(stdout(&more).contains(&format!("2 lines (postfix, from byte {}): 1 sends", log.len())), "{}", stdout(&more));
+    let more = rebound(
+        &[
+            "sends",
+            "import",
+            "--config",
+            cfg,
+            log_file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        stdout(&more).contains(&format!(
+            "2 lines (postfix, from byte {}): 1 sends",
+            log.len()
+        )),
+        "{}",
+        stdout(&more)
+    );
     let later = format!(
         "{grown}{s} mx1 postfix/smtp[910]: 1B2C3D4E5F: to=<kim@outlook.com>, relay=outlook-com.olc.protection.outlook.com[192.0.2.81]:25, delay=600, delays=599/0/0.2/0.3, dsn=2.6.0, status=sent (250 2.6.0 Queued)\n{s} mx1 postfix/qmgr[811]: 1B2C3D4E5F: removed\n",
         s = stamp(t2 + Duration::minutes(10))
     );
     std::fs::write(&log_file, &later).unwrap();
-    let last = rebound(&["sends", "import", "--config", cfg, log_file.to_str().unwrap()], None);
-    assert!(stdout(&last).contains("2 lines (postfix"), "{}", stdout(&last));
-    assert!(stdout(&last).contains(": 0 sends"), "kim was counted at the first attempt");
+    let last = rebound(
+        &[
+            "sends",
+            "import",
+            "--config",
+            cfg,
+            log_file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        stdout(&last).contains("2 lines (postfix"),
+        "{}",
+        stdout(&last)
+    );
+    assert!(
+        stdout(&last).contains(": 0 sends"),
+        "kim was counted at the first attempt"
+    );
 }
 
 /// 30 blocked bounces at gmail.com within one hour: against 1,000 sends (3 %) the provider
@@ -461,15 +651,27 @@ fn a_provider_is_paused_by_rate_and_the_alert_fires() {
         }
         let import = || {
             if sends > 0 {
-                assert!(rebound(&["sends", "import", "--config", &cfg_s, csv.to_str().unwrap()], None)
+                assert!(
+                    rebound(
+                        &["sends", "import", "--config", &cfg_s, csv.to_str().unwrap()],
+                        None
+                    )
                     .status
-                    .success());
+                    .success()
+                );
             }
         };
         if sends_first {
             import();
         }
-        assert!(rebound(&["ingest", "--config", &cfg_s, mail.to_str().unwrap()], None).status.success());
+        assert!(
+            rebound(
+                &["ingest", "--config", &cfg_s, mail.to_str().unwrap()],
+                None
+            )
+            .status
+            .success()
+        );
         if !sends_first {
             import();
         }
@@ -483,14 +685,20 @@ fn a_provider_is_paused_by_rate_and_the_alert_fires() {
                  FROM domain_pauses ORDER BY scope, domain",
             )
             .unwrap();
-        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     };
 
     for sends_first in [true, false] {
         let (dir, cfg) = run(1_000, sends_first);
         assert_eq!(
             pauses(dir.path()),
-            ["domain gmail.com blocked_rate 20/1000", "provider google blocked_rate 20/1000"],
+            [
+                "domain gmail.com blocked_rate 20/1000",
+                "provider google blocked_rate 20/1000"
+            ],
             "2% of 1,000 sends is reached at the 20th block (sends first: {sends_first})"
         );
         let conn = Connection::open(dir.path().join("ledger.db")).unwrap();
@@ -502,7 +710,17 @@ fn a_provider_is_paused_by_rate_and_the_alert_fires() {
             )
             .unwrap();
         assert_eq!(paused, "domain:gmail.com,provider:google");
-        let alert = rebound(&["report", "--config", cfg.to_str().unwrap(), "--since", "24h", "--alert"], None);
+        let alert = rebound(
+            &[
+                "report",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--since",
+                "24h",
+                "--alert",
+            ],
+            None,
+        );
         assert_eq!(alert.status.code(), Some(1));
         let lines = stdout(&alert);
         assert!(
@@ -511,21 +729,46 @@ fn a_provider_is_paused_by_rate_and_the_alert_fires() {
         );
         assert_eq!(lines.lines().count(), 1, "one line per breach: {lines}");
         let json = rebound(
-            &["report", "--config", cfg.to_str().unwrap(), "--since", "24h", "--alert", "--json"],
+            &[
+                "report",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--since",
+                "24h",
+                "--alert",
+                "--json",
+            ],
             None,
         );
         assert_eq!(json.status.code(), Some(1));
         let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
         assert_eq!(v["alerts"][0]["key"], "google");
         // `rebound rebuild` (a full replay) gives the same pauses.
-        assert!(rebound(&["rebuild", "--config", cfg.to_str().unwrap()], None).status.success());
+        assert!(
+            rebound(&["rebuild", "--config", cfg.to_str().unwrap()], None)
+                .status
+                .success()
+        );
         assert_eq!(pauses(dir.path()).len(), 2);
     }
 
     for sends_first in [true, false] {
         let (dir, cfg) = run(100_000, sends_first);
-        assert!(pauses(dir.path()).is_empty(), "0.03% pauses nothing (sends first: {sends_first})");
-        let alert = rebound(&["report", "--config", cfg.to_str().unwrap(), "--since", "24h", "--alert"], None);
+        assert!(
+            pauses(dir.path()).is_empty(),
+            "0.03% pauses nothing (sends first: {sends_first})"
+        );
+        let alert = rebound(
+            &[
+                "report",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--since",
+                "24h",
+                "--alert",
+            ],
+            None,
+        );
         assert_eq!(alert.status.code(), Some(0));
         assert_eq!(stdout(&alert), "");
     }
@@ -533,7 +776,10 @@ fn a_provider_is_paused_by_rate_and_the_alert_fires() {
     let (dir, _) = run(0, true);
     assert_eq!(
         pauses(dir.path()),
-        ["domain gmail.com blocked_threshold 5/-", "provider google blocked_threshold 5/-"],
+        [
+            "domain gmail.com blocked_threshold 5/-",
+            "provider google blocked_threshold 5/-"
+        ],
         "without send data the absolute threshold decides"
     );
 }
@@ -576,18 +822,39 @@ fn alert_limits_come_from_the_config() {
         let cfg = config(dir.path(), extra);
         let cfg = cfg.to_str().unwrap();
         rebound(&["ingest", "--config", cfg, mail.to_str().unwrap()], None);
-        rebound(&["sends", "import", "--config", cfg, csv.to_str().unwrap()], None);
-        rebound(&["report", "--config", cfg, "--since", "24h", "--alert"], None)
+        rebound(
+            &["sends", "import", "--config", cfg, csv.to_str().unwrap()],
+            None,
+        );
+        rebound(
+            &["report", "--config", cfg, "--since", "24h", "--alert"],
+            None,
+        )
     };
     // 3 hard of 50 sends = 6%: over 5%, but 50 sends are under the default min_sends (200).
     assert_eq!(check("").status.code(), Some(0));
     let out = check("[alerts.hard_invalid]\nrate = \"5%\"\nmin_sends = 10\n");
     assert_eq!(out.status.code(), Some(1));
     let lines = stdout(&out);
-    assert!(lines.contains("ALERT hard+invalid rate 6.00% >= 5% at sender domain shop.example: 3 of 50 sends"), "{lines}");
+    assert!(
+        lines.contains(
+            "ALERT hard+invalid rate 6.00% >= 5% at sender domain shop.example: 3 of 50 sends"
+        ),
+        "{lines}"
+    );
     assert!(lines.contains("at campaign c1"), "{lines}");
-    assert_eq!(check("[alerts.hard_invalid]\nrate = \"7%\"\nmin_sends = 10\n").status.code(), Some(0));
-    assert_eq!(check("[alerts.hard_invalid]\nrate = \"0%\"\nmin_sends = 10\n").status.code(), Some(0));
+    assert_eq!(
+        check("[alerts.hard_invalid]\nrate = \"7%\"\nmin_sends = 10\n")
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        check("[alerts.hard_invalid]\nrate = \"0%\"\nmin_sends = 10\n")
+            .status
+            .code(),
+        Some(0)
+    );
     let bad = check("[alerts.hard_invalid]\nrate = 5\nmin_sends = 10\n");
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("percentage in quotes"));

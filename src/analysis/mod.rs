@@ -261,10 +261,7 @@ fn analyze_mail(mail: &mail::Mail<'_>, rules: &rules::RuleSet, nested: bool) -> 
     let found = if personal {
         None
     } else {
-        lhost::detect(
-            mail,
-            dsn.as_ref().is_some_and(|r| !r.recipients.is_empty()),
-        )
+        lhost::detect(mail, dsn.as_ref().is_some_and(|r| !r.recipients.is_empty()))
     };
     let mut recipients = dsn.as_ref().map(|r| r.to_recipients()).unwrap_or_default();
     if let Some(f) = &found {

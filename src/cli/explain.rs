@@ -99,22 +99,38 @@ pub fn run(args: &LedgerArgs, address: &str) -> anyhow::Result<ExitCode> {
         dash(&ld)
     )?;
 
+    // The domain's own pauses and its provider's (`scope`, `domain_pauses.domain` then the
+    // provider's name).
     let mut pauses = conn.prepare(
         "SELECT reason, started_at, paused_until, event_count,
-                paused_until > strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
-         FROM domain_pauses WHERE domain = ?1 ORDER BY started_at",
+                paused_until > strftime('%Y-%m-%dT%H:%M:%SZ', 'now'),
+                CASE scope WHEN 'provider' THEN ' (provider ' || domain || ')' ELSE '' END,
+                coalesce(', rule ' || rule, '')
+         FROM domain_pauses
+         WHERE (scope = 'domain' AND domain = ?1)
+            OR (scope = 'provider' AND domain = (SELECT provider FROM provider_domains WHERE domain = ?1))
+         ORDER BY started_at",
     )?;
-    let pauses: Vec<(String, String, String, i64, bool)> = pauses
+    type PauseLine = (String, String, String, i64, bool, String, String);
+    let pauses: Vec<PauseLine> = pauses
         .query_map([&domain], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
         })?
         .collect::<Result<_, _>>()?;
     if !pauses.is_empty() {
         writeln!(out, "\ndomain {domain} pauses:")?;
-        for (reason, from, until, n, now) in pauses {
+        for (reason, from, until, n, now, provider, rule) in pauses {
             writeln!(
                 out,
-                "  {from} → {until}  {reason}, {n} events{}",
+                "  {from} → {until}  {reason}{provider}, {n} events{rule}{}",
                 if now { "  (PAUSED NOW)" } else { "" }
             )?;
         }

@@ -279,7 +279,10 @@ fn dimension(by: By) -> Dimension {
         },
         By::Reason => Dimension {
             sends: None,
-            events: ("coalesce(e.label, '-') || '/' || coalesce(e.reason, '-')", ""),
+            events: (
+                "coalesce(e.label, '-') || '/' || coalesce(e.reason, '-')",
+                "",
+            ),
         },
     }
 }
@@ -519,12 +522,16 @@ pub fn alerts(
     let providers = grouped(conn, since, until, By::Provider)?;
     let senders = grouped(conn, since, until, By::SenderDomain)?;
     let campaigns = grouped(conn, since, until, By::Campaign)?;
-    check(&providers, "provider", "blocked", &config.blocked, |c| c.blocked);
+    check(&providers, "provider", "blocked", &config.blocked, |c| {
+        c.blocked
+    });
     for (rows, scope) in [(&senders, "sender_domain"), (&campaigns, "campaign")] {
         check(rows, scope, "hard_invalid", &config.hard_invalid, |c| {
             c.hard + c.invalid
         });
-        check(rows, scope, "complaints", &config.complaints, |c| c.complaints);
+        check(rows, scope, "complaints", &config.complaints, |c| {
+            c.complaints
+        });
     }
     Ok(out)
 }
@@ -572,7 +579,11 @@ fn text(r: &Report, top: usize) -> String {
             pct(r.rates["complaints"])
         );
     }
-    let suppressed: Vec<String> = r.suppressed.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let suppressed: Vec<String> = r
+        .suppressed
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
     let _ = writeln!(
         s,
         "suppressed in the period: {}; suppressed now: {}, quarantined now: {}",
@@ -599,11 +610,9 @@ fn text(r: &Report, top: usize) -> String {
                     p.started_at.clone(),
                     format!("{}{}", p.paused_until, if p.active { " (now)" } else { "" }),
                     match p.window_sends {
-                        Some(n) => format!(
-                            "{} of {n} sends ({})",
-                            p.window_events,
-                            pct(p.window_rate)
-                        ),
+                        Some(n) => {
+                            format!("{} of {n} sends ({})", p.window_events, pct(p.window_rate))
+                        }
                         None => format!("{} events", p.window_events),
                     },
                 ]
@@ -649,12 +658,31 @@ fn text(r: &Report, top: usize) -> String {
         By::Mailbox => "mailbox",
         By::Campaign => "campaign",
     };
-    let shown = if top == 0 { r.rows.len() } else { top.min(r.rows.len()) };
+    let shown = if top == 0 {
+        r.rows.len()
+    } else {
+        top.min(r.rows.len())
+    };
     let _ = writeln!(s, "by {title}:");
-    let mut header = vec![title, "bounces", "hard", "invalid", "soft", "blocked", "complaints"];
+    let mut header = vec![
+        title,
+        "bounces",
+        "hard",
+        "invalid",
+        "soft",
+        "blocked",
+        "complaints",
+    ];
     let with_rates = r.send_data && dimension(r.by).sends.is_some();
     if with_rates {
-        header.extend(["sends", "hard%", "invalid%", "soft%", "blocked%", "complaint%"]);
+        header.extend([
+            "sends",
+            "hard%",
+            "invalid%",
+            "soft%",
+            "blocked%",
+            "complaint%",
+        ]);
     }
     let rows: Vec<Vec<String>> = r.rows[..shown]
         .iter()
@@ -724,8 +752,14 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        assert_eq!(time::format(parse_since("7d", now).unwrap()), "2026-11-15T12:00:00Z");
-        assert_eq!(time::format(parse_since("24h", now).unwrap()), "2026-11-21T12:00:00Z");
+        assert_eq!(
+            time::format(parse_since("7d", now).unwrap()),
+            "2026-11-15T12:00:00Z"
+        );
+        assert_eq!(
+            time::format(parse_since("24h", now).unwrap()),
+            "2026-11-21T12:00:00Z"
+        );
         assert_eq!(
             time::format(parse_since("2026-11-01", now).unwrap()),
             "2026-11-01T00:00:00Z"

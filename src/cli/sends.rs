@@ -25,6 +25,10 @@ pub enum SendsCommand {
         /// The inputs' format; by default told by the file name (.csv, .jsonl) or the first lines.
         #[arg(long, value_enum)]
         format: Option<Format>,
+        /// Skip inputs that do not exist (a rotated log that is not there yet) instead of
+        /// failing.
+        #[arg(long)]
+        if_exists: bool,
         /// Files (plain or gzipped), or `-` for standard input. Files are read oldest first
         /// (by modification time), the order in which a rotated log was written.
         #[arg(required = true)]
@@ -37,17 +41,27 @@ pub fn run(command: &SendsCommand) -> anyhow::Result<ExitCode> {
         SendsCommand::Import {
             ledger,
             format,
+            if_exists,
             inputs,
-        } => import(ledger, *format, inputs),
+        } => import(ledger, *format, *if_exists, inputs),
     }
 }
 
-fn import(args: &LedgerArgs, format: Option<Format>, inputs: &[PathBuf]) -> anyhow::Result<ExitCode> {
+fn import(
+    args: &LedgerArgs,
+    format: Option<Format>,
+    if_exists: bool,
+    inputs: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
     let (_, mut ledger) = args.open()?;
     let mut out = Lines::new();
     let mut failed = false;
     for path in oldest_first(inputs) {
         let shown = path.display();
+        if if_exists && path.as_os_str() != "-" && !path.exists() {
+            tracing::info!("{shown} does not exist: skipped");
+            continue;
+        }
         let read = match sends::read(&ledger, &path, format, time::now()) {
             Ok(r) => r,
             Err(e) => {

@@ -17,8 +17,10 @@
 //!
 //! Files: [`schema`] (tables, views, migrations), [`write`](mod@write) (a batch: messages and events),
 //! [`projection`] (addresses, state changes, pauses, kept incrementally), [`policy`] (the pure
-//! fold of events into states), [`raw`] (stored bytes), [`vocabulary`] (the words as SQL),
-//! [`origin`], `reactivate`, `reclassify`, `run` (the `runs` table), [`time`].
+//! fold of events into states), [`providers`] (the domain → mailbox provider map), [`sends`]
+//! (what was sent: the denominator of the rates, and what was imported), [`percent`], [`raw`]
+//! (stored bytes), [`vocabulary`] (the words as SQL), [`origin`], `reactivate`, `reclassify`,
+//! `run` (the `runs` table), [`time`].
 
 pub mod origin;
 pub mod percent;

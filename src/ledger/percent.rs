@@ -40,10 +40,9 @@ impl Percent {
     /// Parses `"2%"`, `"0.1 %"`, `"12.5%"`.
     pub fn parse(text: &str) -> Result<Percent, String> {
         let t = text.trim();
-        let number = t
-            .strip_suffix('%')
-            .map(str::trim)
-            .ok_or_else(|| format!("bad rate {t:?}: write a percentage, e.g. \"2%\" or \"0.1%\""))?;
+        let number = t.strip_suffix('%').map(str::trim).ok_or_else(|| {
+            format!("bad rate {t:?}: write a percentage, e.g. \"2%\" or \"0.1%\"")
+        })?;
         let (int, frac) = number.split_once('.').unwrap_or((number, ""));
         let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
         if !digits(int) || !(frac.is_empty() || digits(frac)) || frac.len() > 4 {

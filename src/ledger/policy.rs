@@ -1100,7 +1100,12 @@ mod tests {
         });
         assert_eq!(p.len(), 1);
         assert_eq!(
-            (p[0].rule, p[0].window_events, p[0].window_sends, p[0].event_count),
+            (
+                p[0].rule,
+                p[0].window_events,
+                p[0].window_sends,
+                p[0].event_count
+            ),
             (PauseRule::Rate, 20, Some(1_000), 30),
             "2% of 1,000 is reached at the 20th; the 10 after it fall in the pause"
         );

@@ -2,8 +2,11 @@
 //! events under the policy, kept up to date incrementally.
 //!
 //! The projection of an address is the fold of its events in replay order (`event_time`, then
-//! `sort_key`, `recipient_index`, `id`), and the pauses of a recipient domain the fold of its
-//! blocked (or rate-limited) events. Where each fold stands is stored with what it projects
+//! `sort_key`, `recipient_index`, `id`), and the pauses of a recipient domain (or of a mailbox
+//! provider: all its domains, [`Subject`]) the fold of its blocked (or rate-limited) events,
+//! weighed against the sends recorded in each event's window when the policy has a rate rule.
+//! Sends imported later re-take the decisions they weigh in ([`sends_changed`]), so the
+//! projection is a function of events, sends and policy, whatever the order they came in. Where each fold stands is stored with what it projects
 //! (`addresses.fold`, `pause_folds`): the policy's state ([`AddressFold`], [`PauseFold`]) and
 //! the replay key of the last event folded. So a batch costs, per address it touches, one read
 //! of that fold, one step per new event and the rows it changes, however long the address's
@@ -684,8 +687,10 @@ pub fn replay_pauses(
     subject: &Subject,
     reason: &str,
 ) -> anyhow::Result<()> {
-    conn.prepare_cached("DELETE FROM domain_pauses WHERE scope = ?1 AND domain = ?2 AND reason = ?3")?
-        .execute([subject.scope(), subject.name(), reason])?;
+    conn.prepare_cached(
+        "DELETE FROM domain_pauses WHERE scope = ?1 AND domain = ?2 AND reason = ?3",
+    )?
+    .execute([subject.scope(), subject.name(), reason])?;
     let rows: Vec<(i64, String, String, i64)> = conn
         .prepare_cached(&format!(
             "SELECT id, event_time, sort_key, recipient_index FROM events
@@ -735,8 +740,10 @@ pub fn sends_changed(
     changes: &BTreeMap<String, (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
 ) -> anyhow::Result<usize> {
     note_provider_domains(conn, policy, changes.keys().map(String::as_str))?;
-    let mut spans: BTreeMap<Subject, (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> =
-        BTreeMap::new();
+    let mut spans: BTreeMap<
+        Subject,
+        (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
+    > = BTreeMap::new();
     for (domain, &(first, last)) in changes {
         for s in Subject::of_domain(policy, domain) {
             let span = spans.entry(s).or_insert((first, last));
@@ -855,9 +862,7 @@ pub fn rebuild_all(conn: &Connection, policy: &Policy) -> anyhow::Result<()> {
          DELETE FROM pause_folds; DELETE FROM provider_domains;",
     )?;
     let domains: Vec<String> = conn
-        .prepare(
-            "SELECT domain FROM events UNION SELECT recipient_domain FROM sends ORDER BY 1",
-        )?
+        .prepare("SELECT domain FROM events UNION SELECT recipient_domain FROM sends ORDER BY 1")?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     note_provider_domains(conn, policy, domains.iter().map(String::as_str))?;

@@ -21,7 +21,10 @@ use serde::{Deserialize, Serialize};
 /// The built-in providers, by name.
 const BUILTIN: &[(&str, &[&str])] = &[
     ("google", &["gmail.com", "googlemail.com"]),
-    ("microsoft", &["outlook.*", "hotmail.*", "live.*", "msn.com"]),
+    (
+        "microsoft",
+        &["outlook.*", "hotmail.*", "live.*", "msn.com"],
+    ),
     (
         "yahoo",
         &["yahoo.*", "ymail.com", "rocketmail.com", "aol.*", "aim.com"],
@@ -38,7 +41,10 @@ const BUILTIN: &[(&str, &[&str])] = &[
 /// The domain → provider map. Serialized as the table it is built from (name → patterns), which
 /// is what the policy's fingerprint needs: a change of the map replays the projection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "BTreeMap<String, Vec<String>>", into = "BTreeMap<String, Vec<String>>")]
+#[serde(
+    from = "BTreeMap<String, Vec<String>>",
+    into = "BTreeMap<String, Vec<String>>"
+)]
 pub struct Providers {
     table: BTreeMap<String, Vec<String>>,
     /// Exact domains.
@@ -83,9 +89,7 @@ impl Providers {
 
     /// The built-in map changed by a `[providers]` table: each name given replaces (or adds)
     /// that provider's patterns; an empty list removes it.
-    pub fn with_overrides(
-        overrides: &BTreeMap<String, Vec<String>>,
-    ) -> Result<Providers, String> {
+    pub fn with_overrides(overrides: &BTreeMap<String, Vec<String>>) -> Result<Providers, String> {
         let mut table = Providers::builtin().table;
         for (name, patterns) in overrides {
             if patterns.is_empty() {
@@ -175,7 +179,14 @@ mod tests {
         let p = Providers::builtin();
         assert_eq!(p.provider_of("gmail.com"), Some("google"));
         assert_eq!(p.provider_of("googlemail.com"), Some("google"));
-        for d in ["hotmail.com", "hotmail.co.uk", "hotmail.com.br", "live.fr", "outlook.com", "msn.com"] {
+        for d in [
+            "hotmail.com",
+            "hotmail.co.uk",
+            "hotmail.com.br",
+            "live.fr",
+            "outlook.com",
+            "msn.com",
+        ] {
             assert_eq!(p.provider_of(d), Some("microsoft"), "{d}");
         }
         assert_eq!(p.provider_of("yahoo.com.br"), Some("yahoo"));

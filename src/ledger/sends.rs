@@ -130,8 +130,10 @@ impl Ledger {
         let mut queue = Queue::new();
         for row in rows {
             let (host, id, sender, recipients, seen_at) = row?;
-            let recipients: BTreeSet<String> = serde_json::from_str(&recipients)
-                .with_context(|| format!("the stored queue entry {id} of the {log} log is corrupt"))?;
+            let recipients: BTreeSet<String> =
+                serde_json::from_str(&recipients).with_context(|| {
+                    format!("the stored queue entry {id} of the {log} log is corrupt")
+                })?;
             queue.insert(
                 (host, id),
                 QueueEntry {
@@ -237,10 +239,7 @@ impl Ledger {
 /// The recipient domains sends were added to, each with its first and last hour.
 type Changes = BTreeMap<String, (DateTime<Utc>, DateTime<Utc>)>;
 
-fn insert_sends(
-    conn: &rusqlite::Connection,
-    sends: &Sends,
-) -> anyhow::Result<(usize, Changes)> {
+fn insert_sends(conn: &rusqlite::Connection, sends: &Sends) -> anyhow::Result<(usize, Changes)> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO sends (hour, recipient_domain, sender_domain, campaign, count)
          VALUES (?1, ?2, ?3, ?4, ?5)
@@ -323,7 +322,11 @@ fn find_import(
     )?;
     for row in rows {
         let (rec, len, sha) = row?;
-        if id.head.get(..len).is_some_and(|prefix| sha256_hex(prefix) == sha) {
+        if id
+            .head
+            .get(..len)
+            .is_some_and(|prefix| sha256_hex(prefix) == sha)
+        {
             consider(rec);
         }
     }

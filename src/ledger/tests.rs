@@ -575,7 +575,7 @@ fn any_arrival_order_and_batching_equals_a_full_replay() {
         };
         let mut l = Ledger::open(&dir.path().join("t.db"), policy, "test-rules").unwrap();
         // Sends over the same hours, in random lots that arrive between the batches.
-        let mut random_sends = |next: &mut dyn FnMut() -> u64| {
+        let random_sends = |next: &mut dyn FnMut() -> u64| {
             let mut lot = sends::Sends::new();
             for _ in 0..(1 + next() % 4) {
                 let h = (next() % slots.max(24)) as i64;
@@ -621,8 +621,14 @@ fn any_arrival_order_and_batching_equals_a_full_replay() {
             let lot = random_sends(&mut next);
             replays += l.add_sends(&lot).unwrap().replayed;
         }
-        rate_pauses += count(&l, "SELECT count(*) FROM domain_pauses WHERE rule LIKE '%_rate'");
-        provider_pauses += count(&l, "SELECT count(*) FROM domain_pauses WHERE scope = 'provider'");
+        rate_pauses += count(
+            &l,
+            "SELECT count(*) FROM domain_pauses WHERE rule LIKE '%_rate'",
+        );
+        provider_pauses += count(
+            &l,
+            "SELECT count(*) FROM domain_pauses WHERE scope = 'provider'",
+        );
         let incremental = full_projection(&l);
         l.rebuild_projection().unwrap();
         assert_eq!(incremental, full_projection(&l), "round {round}");

@@ -33,8 +33,7 @@ impl Input {
         if path.as_os_str() == "-" {
             return Input::from_stream(Box::new(io::stdin()), None, None);
         }
-        let mut file =
-            File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let (device, inode) = identity(&file);
         let mut magic = [0u8; 2];
         let n = read_full(&mut file, &mut magic)?;

@@ -124,7 +124,9 @@ impl MailLog {
         let clock = tokens.next()?;
         let zone = tokens
             .next_if(|t| {
-                t.len() == 5 && t.starts_with(['+', '-']) && t[1..].bytes().all(|b| b.is_ascii_digit())
+                t.len() == 5
+                    && t.starts_with(['+', '-'])
+                    && t[1..].bytes().all(|b| b.is_ascii_digit())
             })
             .map(str::to_string);
         tokens.next_if(|t| t.starts_with('[') && t.ends_with(']'));
@@ -257,7 +259,11 @@ fn is_exim_id(id: &str) -> bool {
 fn syslog_time(line: &str, now: DateTime<Utc>) -> Option<(DateTime<Utc>, &str)> {
     let (first, rest) = line.split_once(' ')?;
     if first.len() >= 19 && first.as_bytes()[4] == b'-' {
-        let t = DateTime::parse_from_rfc3339(first).ok()?.with_timezone(&Utc);
+        // RFC 3339, or journald's short-iso with a zone without a colon (`+0100`).
+        let t = DateTime::parse_from_rfc3339(first)
+            .or_else(|_| DateTime::parse_from_str(first, "%Y-%m-%dT%H:%M:%S%.f%z"))
+            .ok()?
+            .with_timezone(&Utc);
         return Some((t, rest));
     }
     // "Nov 22 14:03:01 host", "Nov  2 14:03:01 host"
@@ -283,7 +289,8 @@ fn syslog_time(line: &str, now: DateTime<Utc>) -> Option<(DateTime<Utc>, &str)> 
 
 fn exim_time(date: &str, clock: &str, zone: Option<&str>) -> Option<DateTime<Utc>> {
     let clock = clock.split('.').next()?;
-    let naive = NaiveDateTime::parse_from_str(&format!("{date} {clock}"), "%Y-%m-%d %H:%M:%S").ok()?;
+    let naive =
+        NaiveDateTime::parse_from_str(&format!("{date} {clock}"), "%Y-%m-%d %H:%M:%S").ok()?;
     match zone {
         Some(z) => {
             let sign = if z.starts_with('-') { -1 } else { 1 };
@@ -356,19 +363,39 @@ mod tests {
         let mut sends = Sends::new();
         let n: u64 = log.lines().map(|l| parser.line(l, &mut sends)).sum();
         assert_eq!(n, 4, "ana, bruno (deferred then sent: once), carla, eva");
-        assert_eq!(total(&sends, "gmail.com"), 1, "dora went to a content filter");
+        assert_eq!(
+            total(&sends, "gmail.com"),
+            1,
+            "dora went to a content filter"
+        );
         assert_eq!(total(&sends, "example.org"), 1);
         assert_eq!(total(&sends, "nowhere.example"), 1);
         assert_eq!(total(&sends, "hotmail.com"), 1);
         assert_eq!(total(&sends, "example.net"), 0, "the null sender's message");
-        assert_eq!(total(&sends, "shop.example"), 0, "LMTP to the local mailbox");
-        let bruno = sends.keys().find(|k| k.recipient_domain == "example.org").unwrap();
-        assert_eq!(time::format(bruno.hour), "2026-11-22T14:00:00Z", "its first attempt");
+        assert_eq!(
+            total(&sends, "shop.example"),
+            0,
+            "LMTP to the local mailbox"
+        );
+        let bruno = sends
+            .keys()
+            .find(|k| k.recipient_domain == "example.org")
+            .unwrap();
+        assert_eq!(
+            time::format(bruno.hour),
+            "2026-11-22T14:00:00Z",
+            "its first attempt"
+        );
         assert!(sends.keys().all(|k| k.sender_domain == "shop.example"));
         let queue = parser.into_queue();
-        assert!(!queue.contains_key(&("mx1/postfix".into(), "7A1C23E0F1".into())), "removed");
+        assert!(
+            !queue.contains_key(&("mx1/postfix".into(), "7A1C23E0F1".into())),
+            "removed"
+        );
         assert_eq!(
-            queue[&("mx1/postfix".into(), "4QxLmT2r8Zz9sTL".into())].recipients.len(),
+            queue[&("mx1/postfix".into(), "4QxLmT2r8Zz9sTL".into())]
+                .recipients
+                .len(),
             1,
             "still in flight, eva counted; not dora (a content filter's hop) nor bounces@ (local)"
         );
@@ -398,6 +425,15 @@ Nov 22 10:00:01 mx1 postfix/qmgr[10]: 3F2A61C0B7: removed\n";
         assert_eq!(t.with_timezone(&Local).year(), 2026);
         let (t, _) = syslog_time("Dec 30 09:00:00 mx1 x", now()).unwrap();
         assert_eq!(t.with_timezone(&Local).year(), 2025);
+        // journalctl -o short-iso, older and newer systemd.
+        for stamp in ["2026-11-22T10:00:01+0100", "2026-11-22T10:00:01+01:00"] {
+            let line = format!("{stamp} mx1 x");
+            let (t, rest) = syslog_time(&line, now()).unwrap();
+            assert_eq!(
+                (time::format(t).as_str(), rest),
+                ("2026-11-22T09:00:01Z", "mx1 x")
+            );
+        }
     }
 
     /// Lines written for this test from Exim's documented main log format.
@@ -423,8 +459,19 @@ Nov 22 10:00:01 mx1 postfix/qmgr[10]: 3F2A61C0B7: removed\n";
         assert_eq!(total(&sends, "gmail.com"), 2);
         assert_eq!(total(&sends, "example.net"), 1);
         assert_eq!(total(&sends, "shop.example"), 0);
-        let eva = sends.keys().find(|k| k.recipient_domain == "outlook.com").unwrap();
-        assert_eq!(time::format(eva.hour), "2026-11-22T15:00:00Z", "16:05 at +0100");
-        assert!(p.into_queue().keys().all(|(_, id)| id != "1vXyZa-000Abc-Q1"));
+        let eva = sends
+            .keys()
+            .find(|k| k.recipient_domain == "outlook.com")
+            .unwrap();
+        assert_eq!(
+            time::format(eva.hour),
+            "2026-11-22T15:00:00Z",
+            "16:05 at +0100"
+        );
+        assert!(
+            p.into_queue()
+                .keys()
+                .all(|(_, id)| id != "1vXyZa-000Abc-Q1")
+        );
     }
 }

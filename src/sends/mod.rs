@@ -164,15 +164,18 @@ pub fn read(
             path.display()
         );
         let header = String::from_utf8_lossy(&input.head[..end.unwrap_or(input.head.len())]);
-        Some(
-            table::Csv::new(&header)
-                .map_err(|e| anyhow::anyhow!("{}: {e}; nothing was imported from it", path.display()))?,
-        )
+        Some(table::Csv::new(&header).map_err(|e| {
+            anyhow::anyhow!("{}: {e}; nothing was imported from it", path.display())
+        })?)
     } else {
         None
     };
     let mut log = match format {
-        Format::Postfix => Some(MailLog::new(Mta::Postfix, ledger.load_queue("postfix")?, now)),
+        Format::Postfix => Some(MailLog::new(
+            Mta::Postfix,
+            ledger.load_queue("postfix")?,
+            now,
+        )),
         Format::Exim => Some(MailLog::new(Mta::Exim, ledger.load_queue("exim")?, now)),
         _ => None,
     };
@@ -196,7 +199,11 @@ pub fn read(
                 number += 1;
                 read.lines += 1;
                 if !format.is_log() {
-                    refuse(&mut read, number, format!("longer than {} KiB", input::MAX_LINE / 1024));
+                    refuse(
+                        &mut read,
+                        number,
+                        format!("longer than {} KiB", input::MAX_LINE / 1024),
+                    );
                 }
             }
             Line::Text(bytes) => {
@@ -265,7 +272,10 @@ mod tests {
             Some(Format::Postfix)
         );
         assert_eq!(
-            Format::detect(p("mainlog"), b"2026-11-22 14:03:00 1vXyZa-000Abc-Q1 Completed\n"),
+            Format::detect(
+                p("mainlog"),
+                b"2026-11-22 14:03:00 1vXyZa-000Abc-Q1 Completed\n"
+            ),
             Some(Format::Exim)
         );
         assert_eq!(

@@ -68,8 +68,12 @@ impl<'a> Row<'a> {
             return Err(format!("time {when:?} is before 1990 or in the future"));
         }
         let recipient_domain = match (self.recipient, self.recipient_domain) {
-            (Some(a), _) => address_domain(a).ok_or(format!("recipient {a:?} is not an address"))?,
-            (None, Some(d)) => domain(d).ok_or(format!("recipient_domain {d:?} is not a domain"))?,
+            (Some(a), _) => {
+                address_domain(a).ok_or(format!("recipient {a:?} is not an address"))?
+            }
+            (None, Some(d)) => {
+                domain(d).ok_or(format!("recipient_domain {d:?} is not a domain"))?
+            }
             (None, None) => return Err("no recipient or recipient_domain".into()),
         };
         let sender_domain = match (self.sender, self.sender_domain) {
@@ -103,15 +107,16 @@ impl<'a> Row<'a> {
 
 fn address_domain(a: &str) -> Option<String> {
     let a = normalize_address(a)?;
-    a.contains('@').then(|| domain_of(&a)).and_then(|d| domain(&d))
+    a.contains('@')
+        .then(|| domain_of(&a))
+        .and_then(|d| domain(&d))
 }
 
 fn domain(d: &str) -> Option<String> {
     let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
     let ok = d.contains('.')
         && !d.starts_with('.')
-        && d
-            .chars()
+        && d.chars()
             .all(|c| c.is_alphanumeric() || c == '-' || c == '.' || c == '_');
     ok.then_some(d)
 }
@@ -187,10 +192,7 @@ pub fn json_row(line: &str, now: DateTime<Utc>, sends: &mut Sends) -> Result<u64
     let mut texts: Vec<(String, String)> = Vec::new();
     for (k, v) in object {
         if !COLUMNS.contains(&k.as_str()) {
-            return Err(format!(
-                "unknown key {k:?} (known: {})",
-                COLUMNS.join(", ")
-            ));
+            return Err(format!("unknown key {k:?} (known: {})", COLUMNS.join(", ")));
         }
         let text = match v {
             serde_json::Value::String(s) => s.clone(),
@@ -274,27 +276,53 @@ mod tests {
         let csv = Csv::new("time,recipient,sender_domain,campaign,count\r\n").unwrap();
         let mut sends = Sends::new();
         assert_eq!(
-            csv.row("2026-11-22T10:05:00Z,Ana@Gmail.com,news.example,\"nov, week 1\",\n", now(), &mut sends),
+            csv.row(
+                "2026-11-22T10:05:00Z,Ana@Gmail.com,news.example,\"nov, week 1\",\n",
+                now(),
+                &mut sends
+            ),
             Ok(1)
         );
         assert_eq!(
-            csv.row("2026-11-22T07:59:00-03:00,bob@gmail.com,news.example,\"nov, week 1\",40\n", now(), &mut sends),
+            csv.row(
+                "2026-11-22T07:59:00-03:00,bob@gmail.com,news.example,\"nov, week 1\",40\n",
+                now(),
+                &mut sends
+            ),
             Ok(40)
         );
-        assert_eq!(sends.len(), 1, "the same hour (10:00 UTC), domains and campaign");
+        assert_eq!(
+            sends.len(),
+            1,
+            "the same hour (10:00 UTC), domains and campaign"
+        );
         assert_eq!(*sends.values().next().unwrap(), 41);
         let k = sends.keys().next().unwrap();
         assert_eq!(
-            (k.recipient_domain.as_str(), k.campaign.as_str(), time::format(k.hour)),
-            ("gmail.com", "nov, week 1", "2026-11-22T10:00:00Z".to_string())
+            (
+                k.recipient_domain.as_str(),
+                k.campaign.as_str(),
+                time::format(k.hour)
+            ),
+            (
+                "gmail.com",
+                "nov, week 1",
+                "2026-11-22T10:00:00Z".to_string()
+            )
         );
         for (bad, why) in [
             ("yesterday,a@b.example,s.example,,1", "not RFC 3339"),
             ("2026-11-22T10:05:00Z,nobody,s.example,,1", "not an address"),
-            ("2026-11-22T10:05:00Z,a@b.example,s.example,,-2", "whole number"),
+            (
+                "2026-11-22T10:05:00Z,a@b.example,s.example,,-2",
+                "whole number",
+            ),
             ("2026-11-22T10:05:00Z,a@b.example,s.example", "3 fields"),
             ("2027-11-22T10:05:00Z,a@b.example,s.example,,1", "future"),
-            ("2026-11-22T10:05:00Z,\"a@b.example,s.example,,1", "not closed"),
+            (
+                "2026-11-22T10:05:00Z,\"a@b.example,s.example,,1",
+                "not closed",
+            ),
         ] {
             let err = csv.row(bad, now(), &mut sends).unwrap_err();
             assert!(err.contains(why), "{bad}: {err}");
@@ -309,7 +337,11 @@ mod tests {
         assert!(err.contains("unknown column \"campaing\""), "{err}");
         assert!(Csv::new("time,recipient").unwrap_err().contains("sender"));
         assert!(Csv::new("recipient,sender").unwrap_err().contains("time"));
-        assert!(Csv::new("time,time,recipient,sender").unwrap_err().contains("twice"));
+        assert!(
+            Csv::new("time,time,recipient,sender")
+                .unwrap_err()
+                .contains("twice")
+        );
     }
 
     #[test]
@@ -317,8 +349,12 @@ mod tests {
         let mut sends = Sends::new();
         let line = r#"{"time":"2026-11-22T10:05:00Z","recipient_domain":"Outlook.com","sender":"n@news.example","count":12}"#;
         assert_eq!(json_row(line, now(), &mut sends), Ok(12));
-        let err = json_row(r#"{"time":"2026-11-22T10:05:00Z","rcpt":"a@b.example"}"#, now(), &mut sends)
-            .unwrap_err();
+        let err = json_row(
+            r#"{"time":"2026-11-22T10:05:00Z","rcpt":"a@b.example"}"#,
+            now(),
+            &mut sends,
+        )
+        .unwrap_err();
         assert!(err.contains("unknown key \"rcpt\""), "{err}");
         assert!(json_row("[1]", now(), &mut sends).is_err());
         assert_eq!(sends.keys().next().unwrap().recipient_domain, "outlook.com");
