@@ -26,6 +26,7 @@
 //! verdict: a refusal before `RCPT TO` is a refusal of the sender.
 
 pub mod arf;
+pub mod budget;
 pub mod challenge;
 pub mod charset;
 pub mod kind;
@@ -156,10 +157,17 @@ pub fn analyze(raw: &[u8]) -> Analysis {
 
 /// Analyses with a given rule table (the config's: local rules before the built-in ones).
 pub fn analyze_with(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
-    // mail-parser is robust, but a panic on hostile input must not take the worker down.
+    analyze_within(raw, rules, budget::BUDGET)
+}
+
+/// [`analyze_with`] with a given time budget (see [`budget`]): a message that exhausts it comes
+/// back `unparsed`, with the reason.
+pub fn analyze_within(raw: &[u8], rules: &rules::RuleSet, limit: std::time::Duration) -> Analysis {
     let raw = analysed(raw);
-    match std::panic::catch_unwind(|| analyze_inner(raw, rules, false)) {
-        Ok(a) => a,
+    // mail-parser is robust, but a panic on hostile input must not take the worker down.
+    match std::panic::catch_unwind(|| budget::run(limit, || analyze_inner(raw, rules, false))) {
+        Ok(Ok(a)) => a,
+        Ok(Err(spent)) => Analysis::unparsed(spent.to_string()),
         Err(_) => Analysis::unparsed("internal error while analysing this message"),
     }
 }
@@ -405,6 +413,7 @@ fn kind_of(recipients: &[Recipient]) -> Kind {
 
 /// Fills the verdict of one recipient from the rule table.
 fn decide(r: &mut Recipient, kind: Kind, rules: &rules::RuleSet) {
+    budget::check();
     let action = r.action.clone().unwrap_or(Action::Failed);
     let default_class = match action {
         Action::Delayed => Some('4'),
@@ -444,6 +453,7 @@ fn merge_text_evidence(recipients: &mut Vec<Recipient>, text: &[Recipient]) {
         .map(|t| (t.address.to_ascii_lowercase(), t))
         .collect();
     for r in recipients.iter_mut() {
+        budget::check();
         // The text names the address it tried (the final recipient); the report may key the
         // recipient on its original address.
         let found = by_address.get(&r.address.to_ascii_lowercase()).or_else(|| {
@@ -514,6 +524,34 @@ pub fn recipient_address(raw: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// A message that exhausts its time budget comes back `unparsed` with the reason (here a
+    /// budget of zero, so that the stop does not depend on the machine's speed); with the real
+    /// budget the same notice is analysed whole.
+    #[test]
+    fn a_message_over_its_time_budget_is_unparsed_with_the_reason() {
+        let mut notice = String::from(
+            "From: MAILER-DAEMON@mx.example.net\nTo: news@example.com\n\
+             Subject: Undelivered Mail Returned to Sender\n\n\
+             This is the mail system at host mx.example.net.\n\n",
+        );
+        for i in 0..5000 {
+            notice.push_str(&format!(
+                "<u{i}@example.org>: host mx.example.org said: 550 5.1.1 User unknown\n\n"
+            ));
+        }
+        let spent = analyze_within(notice.as_bytes(), rules::RuleSet::builtin(), Duration::ZERO);
+        assert_eq!(spent.kind, Kind::Unparsed);
+        assert!(
+            spent.error.as_deref().unwrap_or("").contains("budget"),
+            "{:?}",
+            spent.error
+        );
+        let whole = analyze(notice.as_bytes());
+        assert_eq!(whole.kind, Kind::Bounce);
+        assert_eq!(whole.recipients.len(), 5000);
+    }
 
     /// A bounce returning a huge original is analysed on its first MiB: the same verdict as
     /// without the attachment, whatever its size.
