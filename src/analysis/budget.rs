@@ -61,7 +61,7 @@ pub fn check() {
         c.set(n);
         n
     });
-    if n % EVERY != 0 {
+    if !n.is_multiple_of(EVERY) {
         return;
     }
     if let Some(deadline) = DEADLINE.with(Cell::get)
