@@ -48,7 +48,8 @@ pub enum Command {
         /// Print one JSON object per message per line instead of a table.
         #[arg(long)]
         json: bool,
-        /// A config file whose `[rules] file` adds local rules before the built-in ones.
+        /// A config file whose `[rules] file` adds local rules before the built-in ones, and
+        /// whose `[verp]` decodes VERP return paths (and checks their tags).
         #[arg(long)]
         config: Option<PathBuf>,
         /// `.eml` files, directories (walked recursively, Maildirs included) or mbox files.
@@ -147,6 +148,17 @@ impl LedgerArgs {
         Ok((config, ledger))
     }
 
+    /// Like [`LedgerArgs::open`], for a command that analyses and writes messages: the
+    /// config's analysis settings (rule table, `[verp]` with its keys), and the ledger opened
+    /// to record their fingerprint with every message.
+    pub fn open_for_analysis(&self) -> anyhow::Result<(crate::analysis::Settings, Ledger)> {
+        let config = Config::load_or_default(self.config.as_deref())?;
+        let settings = config.settings()?;
+        let path = config.database_path(self.db.as_deref());
+        let ledger = Ledger::open(&path, config.policy.clone(), settings.fingerprint())?;
+        Ok((settings, ledger))
+    }
+
     /// Like [`LedgerArgs::open`], but refuses to create a ledger that does not exist (reports
     /// on a typo'd path should fail, not print an empty history).
     pub fn open_existing(&self) -> anyhow::Result<(Config, Ledger)> {
@@ -184,7 +196,7 @@ fn command(cli: Cli) -> anyhow::Result<ExitCode> {
             paths,
         } => {
             let config = crate::config::Config::load_or_default(config.as_deref())?;
-            classify::run(&paths, json, &config.rules())
+            classify::run(&paths, json, &config.settings()?)
         }
         Command::Ingest { ledger, paths } => ingest::run(&ledger, &paths),
         Command::Reclassify { ledger, since, all } => {

@@ -172,9 +172,13 @@ fn failed_fetches_are_kept_unparsed_with_their_error_and_skipped_by_reclassify()
         .unwrap();
     assert_eq!(error, "connection reset after 3 tries");
     assert_eq!(
-        l.reclassify(crate::analysis::rules::RuleSet::builtin(), None, true)
-            .unwrap()
-            .messages,
+        l.reclassify(
+            &crate::analysis::Settings::new(crate::config::builtin_rules()),
+            None,
+            true
+        )
+        .unwrap()
+        .messages,
         0
     );
     assert!(
