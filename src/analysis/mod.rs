@@ -988,3 +988,217 @@ mod address_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod verp_tests {
+    //! The VERP step of [`Settings::analyze`] on hand-written notices; the format itself is
+    //! tested in [`super::verp`].
+    use super::*;
+
+    const KEY: &[u8] = b"unit-test-key-0123456789";
+
+    fn settings(require_signature: bool) -> Settings {
+        let verp = Verp::new(
+            &["bounces@mail.example.com".to_string()],
+            "+=",
+            vec![KEY.to_vec()],
+            require_signature,
+        )
+        .unwrap();
+        Settings::new(crate::config::builtin_rules()).with_verp(verp)
+    }
+
+    /// The signed return path of `address`.
+    fn rp(address: &str) -> String {
+        settings(false)
+            .verp()
+            .unwrap()
+            .encode("bounces@mail.example.com", address)
+            .unwrap()
+    }
+
+    /// A DSN sent to `to`, failing (or with `action`) for `rcpt`.
+    fn dsn(to: &str, rcpt: &str, action: &str, status: &str) -> String {
+        format!(
+            "From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\nTo: {to}\nSubject: Undelivered Mail Returned to Sender\nMIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n--B\nContent-Type: text/plain\n\nYour message could not be delivered.\n\n--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\nFinal-Recipient: rfc822; {rcpt}\nAction: {action}\nStatus: {status}\nDiagnostic-Code: smtp; {status} mailbox full over quota\n\n--B--\n"
+        )
+    }
+
+    /// A relay's notice naming nobody and returning nothing, sent to `to`.
+    fn nobody(to: &str) -> String {
+        format!(
+            "From: MAILER-DAEMON@relay.example.net\nTo: {to}\nSubject: Delivery failed\nAuto-Submitted: auto-generated\n\nYour message could not be delivered: the account has been disabled.\n"
+        )
+    }
+
+    #[test]
+    fn without_verp_the_fingerprint_is_the_rule_tables() {
+        let rules = crate::config::builtin_rules();
+        let plain = Settings::new(rules.clone());
+        assert_eq!(plain.fingerprint(), rules.fingerprint());
+        let with = settings(false);
+        assert!(with.fingerprint().starts_with(rules.fingerprint()));
+        assert_ne!(with.fingerprint(), plain.fingerprint());
+        assert_ne!(with.fingerprint(), settings(true).fingerprint());
+    }
+
+    #[test]
+    fn a_notice_naming_nobody_is_a_bounce_for_the_verp_recipient() {
+        let s = settings(false);
+        let a = s.analyze(nobody(&rp("dana@example.org")).as_bytes());
+        assert_eq!(a.kind, Kind::Bounce);
+        assert_eq!(a.recipients.len(), 1);
+        let r = &a.recipients[0];
+        assert_eq!(r.address, "dana@example.org");
+        assert_eq!(
+            (r.label, r.reason),
+            (Some(Label::Hard), Some(Reason::MailboxDisabled))
+        );
+        assert_eq!((r.signature, r.forged), (Some(Signature::Valid), false));
+        assert_eq!(a.verp.as_ref().unwrap().address, "dana@example.org");
+        // Without [verp], nothing names anyone: not even a bounce.
+        assert_ne!(
+            analyze(nobody(&rp("dana@example.org")).as_bytes()).kind,
+            Kind::Bounce
+        );
+        // A tampered tag: the same verdict, stored as forged.
+        let tampered = rp("dana@example.org").replace("dana=", "erin=");
+        let f = s.analyze(nobody(&tampered).as_bytes());
+        assert_eq!(f.recipients[0].address, "erin@example.org");
+        assert_eq!(
+            (f.recipients[0].signature, f.recipients[0].forged),
+            (Some(Signature::Invalid), true)
+        );
+        assert!(f.verp_forged());
+    }
+
+    #[test]
+    fn a_notice_naming_a_forward_is_keyed_on_the_verp_recipient() {
+        let s = settings(false);
+        let a = s.analyze(
+            dsn(
+                &rp("carl@example.org"),
+                "carl.new@forward.example.net",
+                "failed",
+                "5.2.2",
+            )
+            .as_bytes(),
+        );
+        assert_eq!(a.kind, Kind::Bounce);
+        assert_eq!(a.recipients.len(), 1);
+        let r = &a.recipients[0];
+        assert_eq!(r.address, "carl@example.org");
+        assert_eq!(
+            r.final_recipient.as_deref(),
+            Some("carl.new@forward.example.net")
+        );
+        assert_eq!(r.status.as_deref(), Some("5.2.2"));
+        // The notice naming the VERP recipient itself changes nothing but the signature.
+        let same = s.analyze(
+            dsn(
+                &rp("carl@example.org"),
+                "carl@example.org",
+                "failed",
+                "5.2.2",
+            )
+            .as_bytes(),
+        );
+        assert_eq!(same.recipients[0].address, "carl@example.org");
+        assert_eq!(
+            same.recipients[0].final_recipient.as_deref(),
+            Some("carl@example.org")
+        );
+    }
+
+    #[test]
+    fn delays_and_other_kinds_keep_their_kind() {
+        let s = settings(false);
+        let d = s.analyze(
+            dsn(
+                &rp("carl@example.org"),
+                "carl.new@forward.example.net",
+                "delayed",
+                "4.2.2",
+            )
+            .as_bytes(),
+        );
+        assert_eq!(d.kind, Kind::Delay);
+        assert_eq!(d.recipients[0].address, "carl@example.org");
+        assert_eq!(d.recipients[0].label, Some(Label::Soft));
+        let ooo = format!(
+            "From: Pat <pat@example.org>\nTo: {}\nSubject: Out of office\nAuto-Submitted: auto-replied\n\nI am away until Monday.\n",
+            rp("pat@example.org")
+        );
+        let o = s.analyze(ooo.as_bytes());
+        assert_eq!(o.kind, Kind::AutoReply);
+        assert!(o.recipients.is_empty());
+        assert_eq!(o.verp.as_ref().unwrap().signature, Signature::Valid);
+    }
+
+    #[test]
+    fn a_required_signature_counts_an_unsigned_bounce_only_when_its_dsn_names_the_address() {
+        let s = settings(true);
+        let unsigned = "bounces+carl=example.org@mail.example.com";
+        // A DSN naming the VERP recipient: counts (mail sent before signing started).
+        let a = s.analyze(dsn(unsigned, "carl@example.org", "failed", "5.1.1").as_bytes());
+        assert_eq!(
+            (a.recipients[0].signature, a.recipients[0].forged),
+            (Some(Signature::Missing), false)
+        );
+        // A DSN naming another address, or prose naming nobody: not counted.
+        let a =
+            s.analyze(dsn(unsigned, "carl.new@forward.example.net", "failed", "5.1.1").as_bytes());
+        assert_eq!(a.recipients[0].address, "carl@example.org");
+        assert!(a.recipients[0].forged);
+        let n = s.analyze(nobody(unsigned).as_bytes());
+        assert_eq!(n.recipients[0].address, "carl@example.org");
+        assert!(n.recipients[0].forged);
+        // No VERP address at all: a DSN counts for what it names.
+        let plain = s.analyze(
+            dsn(
+                "bounces@mail.example.com",
+                "ana@example.org",
+                "failed",
+                "5.1.1",
+            )
+            .as_bytes(),
+        );
+        assert_eq!(
+            (plain.recipients[0].signature, plain.recipients[0].forged),
+            (Some(Signature::Missing), false)
+        );
+        // A valid tag always counts; without the requirement a missing one does too.
+        let signed = s.analyze(nobody(&rp("carl@example.org")).as_bytes());
+        assert!(!signed.recipients[0].forged);
+        let relaxed = settings(false).analyze(nobody(unsigned).as_bytes());
+        assert_eq!(
+            (
+                relaxed.recipients[0].signature,
+                relaxed.recipients[0].forged
+            ),
+            (Some(Signature::Missing), false)
+        );
+    }
+
+    #[test]
+    fn a_valid_tag_wins_over_other_addresses_and_a_guess_never_takes_a_tag_for_a_domain() {
+        let s = settings(false);
+        // Delivered-To holds the valid signed address; To a tampered one for someone else.
+        let raw = format!(
+            "Delivered-To: {}\n{}",
+            rp("carl@example.org"),
+            nobody(&rp("dana@example.org").replace("dana=", "erin="))
+        );
+        let a = s.analyze(raw.as_bytes());
+        assert_eq!(a.recipients[0].address, "carl@example.org");
+        assert!(!a.recipients[0].forged);
+        // Without [verp], the guess reads an unsigned VERP To, and no tagged one.
+        let guess = analyze(nobody("bounces+carl=example.org@mail.example.com").as_bytes());
+        assert_eq!(guess.recipients[0].address, "carl@example.org");
+        let tagged = analyze(nobody(&rp("carl@example.org")).as_bytes());
+        assert!(
+            tagged.recipients.iter().all(|r| !r.address.contains('+')),
+            "{tagged:?}"
+        );
+    }
+}

@@ -228,9 +228,9 @@ impl Verp {
     /// The return path to use for mail to `address` (signed with the first key, if any).
     pub fn encode(&self, return_path: &str, address: &str) -> Result<String, String> {
         let (rp_local, rp_domain) = split_address(return_path)
-            .map_err(|why| format!("the return path {return_path:?} is not usable: {why}"))?;
+            .map_err(|why| format!("the return path {return_path} is not usable: {why}"))?;
         let (local, domain) = split_address(address)
-            .map_err(|why| format!("{address:?} cannot be carried in a return path: {why}"))?;
+            .map_err(|why| format!("{address} cannot be carried in a return path: {why}"))?;
         let (d1, d2) = (self.d1, self.d2);
         let mut out = format!("{rp_local}{d1}{local}{d2}{domain}");
         if let Some(key) = self.keys.first() {

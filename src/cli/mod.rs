@@ -12,6 +12,7 @@ mod rebuild;
 mod reclassify;
 mod show_raw;
 mod summary;
+mod verp;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -125,6 +126,40 @@ pub enum Command {
         #[command(flatten)]
         args: check::CheckArgs,
     },
+    /// VERP return paths: what to send mail from (`encode`), what a bounce address names
+    /// (`decode`).
+    Verp {
+        #[command(subcommand)]
+        command: VerpCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VerpCommand {
+    /// Print the return path (envelope sender) to use for mail to each ADDRESS, one line each,
+    /// in order; signed when `[verp]` has a key.
+    Encode {
+        /// The config file whose `[verp]` gives the delimiters, the keys and the default
+        /// return path.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The return path VERP extends (default: the first of `[verp] return_paths`).
+        #[arg(long, value_name = "ADDRESS")]
+        return_path: Option<String>,
+        /// Recipient addresses.
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+    /// Print the recipient each VERP return path names and what its tag says (valid,
+    /// invalid, missing, none).
+    Decode {
+        /// The config file whose `[verp]` lists the return paths and the keys.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Return paths, as a bounce was addressed.
+        #[arg(required = true)]
+        return_paths: Vec<String>,
+    },
 }
 
 /// Where the ledger is: `--db`, else the config's `[database] path`, else `rebound.db` beside
@@ -214,6 +249,17 @@ fn command(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Poll { args, dry_run } => poll::run(&args, dry_run),
         Command::Watch { args } => watch::run(&args),
         Command::Check { args } => check::run(&args),
+        Command::Verp { command } => match command {
+            VerpCommand::Encode {
+                config,
+                return_path,
+                addresses,
+            } => verp::encode(config.as_deref(), return_path.as_deref(), &addresses),
+            VerpCommand::Decode {
+                config,
+                return_paths,
+            } => verp::decode(config.as_deref(), &return_paths),
+        },
     }
 }
 
