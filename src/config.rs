@@ -293,4 +293,78 @@ mod tests {
             dir.path().join("data/l.db")
         );
     }
+
+    #[test]
+    fn verp_is_checked_at_load_and_its_keys_read_only_when_asked() {
+        let ok = Config::parse(
+            "[verp]\nreturn_paths = [\"bounces@mail.example.com\"]\nkey_env = \"REBOUND_UNIT_TEST_UNSET_VAR\"\n",
+        )
+        .unwrap();
+        // Loading never reads the key; asking for the settings does, and says where it looked.
+        let err = format!("{:#}", ok.settings().unwrap_err());
+        assert!(
+            err.contains("REBOUND_UNIT_TEST_UNSET_VAR") && err.contains("not set"),
+            "{err}"
+        );
+        assert!(
+            Config::parse("")
+                .unwrap()
+                .settings()
+                .unwrap()
+                .verp()
+                .is_none()
+        );
+        for (text, expected) in [
+            ("key_env = \"K\"\n", "list the return paths"),
+            (
+                "return_paths = [\"b@example.com\"]\nkey_env = \"K\"\nkey_file = \"f\"\n",
+                "not both",
+            ),
+            (
+                "return_paths = [\"b@example.com\"]\nrequire_signature = true\n",
+                "needs a key",
+            ),
+            (
+                "return_paths = [\"b@example.com\"]\ndelimiters = \"+\"\n",
+                "two characters",
+            ),
+            ("return_paths = [\"b\"]\n", "return_paths"),
+            (
+                "return_paths = [\"b@example.com\"]\nkeys_file = \"f\"\n",
+                "key_file",
+            ),
+        ] {
+            let err = Config::parse(&format!("[verp]\n{text}")).unwrap_err();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    /// Every `[verp]` key config.example.toml documents (commented out) is one rebound reads.
+    #[test]
+    fn the_documented_verp_keys_load() {
+        let example = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml"),
+        )
+        .unwrap();
+        let table = example
+            .split("\n[verp]\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n[").next())
+            .expect("a [verp] table in config.example.toml");
+        let keys: Vec<&str> = table
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.contains(" = ") && !l.starts_with("key_env"))
+            .collect();
+        assert_eq!(keys.len(), 4, "{keys:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rebound.toml");
+        std::fs::write(&file, format!("[verp]\n{}\n", keys.join("\n"))).unwrap();
+        let c = Config::load(&file).unwrap();
+        assert_eq!(c.verp.return_paths.len(), 2);
+        assert_eq!(
+            c.verp.key_file.as_deref(),
+            Some(Path::new("/etc/rebound/verp.keys"))
+        );
+    }
 }

@@ -17,7 +17,7 @@ use crate::analysis::{Settings, Verp, verp};
 use crate::config::Config;
 
 /// The local part of an address longer than this breaks RFC 5321's limit (most MTAs accept
-/// it anyway: Postfix, Exim and qmail do).
+/// it anyway; Postfix does).
 const LOCAL_PART_LIMIT: usize = 64;
 
 /// The settings to encode and decode with: the config's `[verp]`, or the default delimiters,
