@@ -131,7 +131,7 @@ impl VerpConfig {
                 )
             })?;
             return verp::parse_keys(&text)
-                .map_err(|e| anyhow::anyhow!("[verp] key_env: the variable {var} {e}"));
+                .map_err(|e| anyhow::anyhow!("[verp] key_env {var}: {e}"));
         }
         if let Some(path) = &self.key_file {
             let text = std::fs::read_to_string(path)
@@ -143,7 +143,7 @@ impl VerpConfig {
                 );
             }
             return verp::parse_keys(&text)
-                .map_err(|e| anyhow::anyhow!("[verp] key_file {} {e}", path.display()));
+                .map_err(|e| anyhow::anyhow!("[verp] key_file {}: {e}", path.display()));
         }
         Ok(Vec::new())
     }

@@ -361,3 +361,26 @@ fn require_signature_counts_an_unsigned_bounce_only_when_its_dsn_names_the_addre
     assert_eq!(state(&db, "dana@example.org").unwrap().0, "suppressed");
     assert_eq!(state(&db, "carl@example.org").unwrap().0, "suppressed");
 }
+
+#[test]
+fn check_reads_the_keys_without_showing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    let out = rebound(&["check", "--config", cfg.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("ok    verp: return paths bounces@mail.example.com; 1 key(s) from key_env REBOUND_TEST_VERP_KEYS (read, not shown)"),
+        "{text}"
+    );
+    assert!(!text.contains(KEY), "{text}");
+    let out = rebound_with(Some("short"), &["check", "--config", cfg.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text.contains(
+            "FAIL  verp: [verp] key_env REBOUND_TEST_VERP_KEYS: key 1 is shorter than 16 characters"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("short\n"), "{text}");
+}

@@ -346,7 +346,7 @@ pub fn parse_keys(text: &str) -> Result<Vec<Vec<u8>>, String> {
         .map(|k| k.as_bytes().to_vec())
         .collect();
     if keys.is_empty() {
-        return Err("holds no key".into());
+        return Err("it holds no key".into());
     }
     if let Some(short) = keys.iter().position(|k| k.len() < MIN_KEY_LEN) {
         return Err(key_too_short(short));

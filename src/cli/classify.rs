@@ -89,7 +89,15 @@ fn write_table_rows(out: &mut impl Write, source: &str, a: &Analysis) -> std::io
             r.label.map(|l| l.as_str()).unwrap_or("-"),
             r.reason.map(|x| x.as_str()).unwrap_or("-"),
             r.status.as_deref().unwrap_or("-"),
-            r.rule.as_deref().unwrap_or("-"),
+            format_args!(
+                "{}{}",
+                if r.forged {
+                    "FORGED (counts against nothing) "
+                } else {
+                    ""
+                },
+                r.rule.as_deref().unwrap_or("-")
+            ),
         )?;
     }
     Ok(())
