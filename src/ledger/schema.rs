@@ -369,6 +369,7 @@ ORDER BY mailbox;
 ///   event as neutral (no state change, no attempt, no pause), and the views below leave it out
 ///   of every count; `v_why` shows it with its flag;
 /// - `runs.forged`: the recipients of a run's new messages stored as forged.
+///
 /// The pause indexes are rebuilt with the `forged = 0` their queries now carry.
 const V8: &str = r#"
 ALTER TABLE events ADD COLUMN return_path TEXT;                    -- the VERP address the message was delivered to
