@@ -306,6 +306,7 @@ impl Verp {
         for name in HEADERS {
             for value in mail.headers(name) {
                 for a in super::lhost::text::addresses(&value) {
+                    super::budget::check();
                     let Some(d) = self.decode(a) else { continue };
                     if d.signature == Signature::Valid {
                         return Some(d);
