@@ -11,7 +11,7 @@ use crate::ingest::{self, Bounds, files::Event};
 use crate::ledger::RunSummary;
 
 pub fn run(args: &LedgerArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let (config, ledger) = args.open()?;
+    let (settings, ledger) = args.open_for_analysis()?;
     let path = ledger.path().to_path_buf();
     // The files stay where they are: an ingest undone by a power cut is simply done again.
     ledger.sync_every_commit(false)?;
@@ -22,7 +22,7 @@ pub fn run(args: &LedgerArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     ingest::files::ingest(
         paths,
         &writer,
-        &config.rules(),
+        &settings,
         Bounds::default(),
         |event| match event {
             Event::Stored(outcome) => summary.record(&outcome),

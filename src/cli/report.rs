@@ -166,6 +166,9 @@ struct Report {
     totals: Counts,
     unsubscribes: u64,
     delays: u64,
+    /// Recipients of forged bounces (a VERP tag that does not verify): stored, counted in
+    /// nothing above.
+    forged: u64,
     rates: BTreeMap<&'static str, Option<f64>>,
     reasons: Vec<ReasonRow>,
     /// Addresses suppressed in the period, by reason.
@@ -313,7 +316,7 @@ fn grouped(
                    e.kind = 'bounce' AND e.label IS 'invalid',
                    e.kind = 'bounce' AND e.reason IS 'rate_limited', e.kind = 'complaint'
             FROM events e {ejoin}
-            WHERE e.role = 'recipient' AND e.kind IN ('bounce', 'complaint')
+            WHERE e.role = 'recipient' AND e.kind IN ('bounce', 'complaint') AND e.forged = 0
               AND e.event_time >= ?3 AND e.event_time <= ?4
          )
          SELECT coalesce(k, '-'), sum(sends), sum(bounces), sum(hard), sum(soft), sum(blocked),
@@ -390,16 +393,22 @@ fn build(
         Ok(n.max(0) as u64)
     };
     let unsubscribes = count(
-        "SELECT count(*) FROM events WHERE kind = 'unsubscribe' AND event_time >= ?1 AND event_time <= ?2",
+        "SELECT count(*) FROM events
+         WHERE kind = 'unsubscribe' AND forged = 0 AND event_time >= ?1 AND event_time <= ?2",
     )?;
     let delays = count(
-        "SELECT count(*) FROM events WHERE role = 'recipient' AND kind = 'delay' AND event_time >= ?1 AND event_time <= ?2",
+        "SELECT count(*) FROM events
+         WHERE role = 'recipient' AND kind = 'delay' AND forged = 0 AND event_time >= ?1 AND event_time <= ?2",
+    )?;
+    let forged = count(
+        "SELECT count(*) FROM events WHERE forged = 1 AND event_time >= ?1 AND event_time <= ?2",
     )?;
     let mut reasons = Vec::new();
     {
         let mut stmt = conn.prepare(
             "SELECT label, reason, count(*) FROM events
-             WHERE role = 'recipient' AND kind = 'bounce' AND event_time >= ?1 AND event_time <= ?2
+             WHERE role = 'recipient' AND kind = 'bounce' AND forged = 0
+               AND event_time >= ?1 AND event_time <= ?2
              GROUP BY label, reason ORDER BY count(*) DESC, label, reason",
         )?;
         let rows = stmt.query_map(params![s, u], |r| {
@@ -473,6 +482,7 @@ fn build(
         totals,
         unsubscribes,
         delays,
+        forged,
         reasons,
         suppressed,
         suppressed_now: state_count("suppressed")?,
@@ -568,6 +578,13 @@ fn text(r: &Report, top: usize) -> String {
         r.unsubscribes,
         r.delays
     );
+    if r.forged > 0 {
+        let _ = writeln!(
+            s,
+            "forged (a VERP tag that does not verify; counted in nothing here): {}",
+            r.forged
+        );
+    }
     if r.send_data {
         let _ = writeln!(
             s,

@@ -50,6 +50,9 @@ pub struct NewEvent {
     pub reason: Option<Reason>,
     pub status: Option<String>,
     pub diagnostic: Option<String>,
+    /// Evidence that counts against nothing (`events.forged`): folded as neutral, never
+    /// counted toward a pause.
+    pub forged: bool,
 }
 
 /// An event's place in the replay order.
@@ -67,6 +70,9 @@ impl NewEvent {
 
     /// What the event means to the policy.
     fn signal(&self) -> Signal {
+        if self.forged {
+            return Signal::Neutral;
+        }
         match (self.role, self.kind.as_str()) {
             (Role::Operator, _)
                 if self.action.as_ref().map(Action::as_str) == Some("reactivate") =>
@@ -100,7 +106,7 @@ impl NewEvent {
 
     /// The pause reasons this event counts toward.
     fn pause_reasons(&self) -> impl Iterator<Item = &'static str> {
-        let counts = self.role == Role::Recipient && self.kind == "bounce";
+        let counts = self.role == Role::Recipient && self.kind == "bounce" && !self.forged;
         [
             (counts && self.label == Some(Label::Blocked)).then_some("blocked"),
             (counts && self.reason == Some(Reason::RateLimited)).then_some("rate_limited"),
@@ -409,7 +415,7 @@ pub fn replay_address(
     let rows: Vec<NewEvent> = conn
         .prepare_cached(
             "SELECT id, event_time, role, kind, action, label, reason, status,
-                    coalesce(diagnostic, note), domain, sort_key, recipient_index
+                    coalesce(diagnostic, note), domain, sort_key, recipient_index, forged
              FROM events WHERE address = ?1
              ORDER BY event_time, sort_key, recipient_index, id",
         )?
@@ -427,6 +433,7 @@ pub fn replay_address(
                 domain: r.get(9)?,
                 sort_key: r.get(10)?,
                 index: r.get(11)?,
+                forged: r.get(12)?,
                 address: address.to_string(),
             })
         })?
@@ -583,12 +590,13 @@ fn pause_policy<'p>(policy: &'p Policy, reason: &str) -> &'p PausePolicy {
     }
 }
 
-/// The events a pause reason counts, as a condition on `events`.
+/// The events a pause reason counts, as a condition on `events` (never forged ones; the
+/// partial indexes `events_pause_*` hold exactly these).
 fn pause_filter(reason: &str) -> &'static str {
     if reason == "rate_limited" {
-        "reason = 'rate_limited'"
+        "reason = 'rate_limited' AND forged = 0"
     } else {
-        "label = 'blocked'"
+        "label = 'blocked' AND forged = 0"
     }
 }
 
@@ -876,10 +884,11 @@ pub fn rebuild_all(conn: &Connection, policy: &Policy) -> anyhow::Result<()> {
     let domains: Vec<(String, String)> = conn
         .prepare(
             "SELECT DISTINCT domain, 'blocked' FROM events
-             WHERE role = 'recipient' AND kind = 'bounce' AND label = 'blocked'
+             WHERE role = 'recipient' AND kind = 'bounce' AND label = 'blocked' AND forged = 0
              UNION
              SELECT DISTINCT domain, 'rate_limited' FROM events
-             WHERE role = 'recipient' AND kind = 'bounce' AND reason = 'rate_limited'",
+             WHERE role = 'recipient' AND kind = 'bounce' AND reason = 'rate_limited'
+               AND forged = 0",
         )?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
