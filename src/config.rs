@@ -407,6 +407,26 @@ mod tests {
         );
     }
 
+    /// A pause table that sets some keys keeps its own defaults for the others.
+    #[test]
+    fn a_partial_pause_table_keeps_its_own_defaults() {
+        let c = Config::parse(
+            "[policy.rate_limited]\nthreshold = 20\n\n[policy.blocked]\npause = \"12h\"\n",
+        )
+        .unwrap();
+        let d = Policy::default();
+        assert_eq!(c.policy.rate_limited.threshold, 20);
+        assert_eq!(
+            c.policy.rate_limited.pause, d.rate_limited.pause,
+            "2 h, not 24 h"
+        );
+        assert_eq!(c.policy.rate_limited.max_pause, d.rate_limited.max_pause);
+        assert_eq!(c.policy.blocked.threshold, d.blocked.threshold);
+        assert_ne!(c.policy.blocked.pause, d.blocked.pause);
+        let err = Config::parse("[policy.rate_limited]\nthreshhold = 20\n").unwrap_err();
+        assert!(err.contains("threshhold"), "{err}");
+    }
+
     #[test]
     fn providers_report_and_alerts() {
         let c = Config::parse(

@@ -41,9 +41,48 @@ pub struct Policy {
     /// Local parts of role accounts (`info@`, `postmaster@`...), flagged `is_role`.
     pub role_accounts: Vec<String>,
     /// Pause of a recipient domain after repeated `blocked` events.
+    #[serde(deserialize_with = "blocked_table")]
     pub blocked: PausePolicy,
     /// Pause of a recipient domain after repeated `rate_limited` events.
+    #[serde(deserialize_with = "rate_limited_table")]
     pub rate_limited: PausePolicy,
+}
+
+/// A `[policy.blocked]` or `[policy.rate_limited]` table as written: what it leaves out keeps
+/// that table's own defaults (a `[policy.rate_limited]` with only `threshold` keeps its
+/// 2-hour pause, not the blocked table's 24 hours).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PauseTable {
+    threshold: Option<u32>,
+    window: Option<Span>,
+    rate: Option<Percent>,
+    min_sends: Option<u64>,
+    pause: Option<Span>,
+    max_pause: Option<Span>,
+    escalation_memory: Option<Span>,
+}
+
+impl PauseTable {
+    fn over(self, d: PausePolicy) -> PausePolicy {
+        PausePolicy {
+            threshold: self.threshold.unwrap_or(d.threshold),
+            window: self.window.unwrap_or(d.window),
+            rate: self.rate.unwrap_or(d.rate),
+            min_sends: self.min_sends.unwrap_or(d.min_sends),
+            pause: self.pause.unwrap_or(d.pause),
+            max_pause: self.max_pause.unwrap_or(d.max_pause),
+            escalation_memory: self.escalation_memory.unwrap_or(d.escalation_memory),
+        }
+    }
+}
+
+fn blocked_table<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PausePolicy, D::Error> {
+    Ok(PauseTable::deserialize(d)?.over(Policy::default().blocked))
+}
+
+fn rate_limited_table<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PausePolicy, D::Error> {
+    Ok(PauseTable::deserialize(d)?.over(Policy::default().rate_limited))
 }
 
 /// When repeated refusals pause a whole recipient domain (or provider), and for how long.
