@@ -18,12 +18,17 @@
 //! Files: [`schema`] (tables, views, migrations), [`write`](mod@write) (a batch: messages and events),
 //! [`projection`] (addresses, state changes, pauses, kept incrementally), [`policy`] (the pure
 //! fold of events into states), [`raw`] (stored bytes), [`vocabulary`] (the words as SQL),
-//! [`origin`], `reactivate`, `reclassify`, `run` (the `runs` table), [`time`].
+//! [`origin`], `reactivate`, `reclassify`, `run` (the `runs` table), [`time`]; the way out:
+//! [`changes`] (the change log, exports, hook cursors), [`operator`] (`rebound suppress`),
+//! [`retention`] (purging old raw bytes).
 
+pub mod changes;
+pub mod operator;
 pub mod origin;
 pub mod policy;
 pub mod projection;
 pub mod raw;
+pub mod retention;
 pub mod schema;
 pub mod span;
 pub mod time;
@@ -39,10 +44,13 @@ use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
 
+pub use changes::{ExportEntry, ExportQuery, LoggedChange, Op};
+pub use operator::Suppressed;
 pub use origin::{FolderState, Origin};
 pub use policy::{Policy, State, SuppressionReason};
 pub use raw::{RawEncoding, StoredRaw};
 pub use reclassify::ReclassifyReport;
+pub use retention::{Purged, Retention};
 pub use run::RunSummary;
 pub use vocabulary::Role;
 pub use write::{Clock, Outcome, Prepared};
@@ -251,6 +259,7 @@ impl Ledger {
             reason: None,
             status: None,
             diagnostic: Some(note.clone()),
+            suppression: None,
         };
         projection::apply(&tx, &self.policy, &[event], &Clock::now())?;
         tx.commit()?;

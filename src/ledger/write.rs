@@ -417,6 +417,7 @@ pub(super) fn insert_events(
             reason: r.reason,
             status: r.status.clone(),
             diagnostic: r.diagnostic.clone(),
+            suppression: None,
         });
     }
     // The message's own author: alive when it writes (auto-reply, a person's reply), or the
@@ -471,6 +472,7 @@ pub(super) fn insert_events(
             reason: None,
             status: None,
             diagnostic: None,
+            suppression: None,
         });
     }
     Ok(labels)
