@@ -4,6 +4,12 @@
 //! [database]
 //! path = "rebound.db"        # relative to this file; default: rebound.db beside it
 //!
+//! [retention]
+//! raw_days = 90              # drop raw bytes after 90 days (facts and events stay)
+//!
+//! [hooks]
+//! on_change = ["/usr/local/bin/sync-suppressions"]
+//!
 //! [policy]
 //! soft_backoff = ["4h", "24h", "72h"]
 //! soft_limit = 3
@@ -38,6 +44,10 @@ pub struct Config {
     pub mailbox: Vec<crate::imap::MailboxConfig>,
     /// `[rules]`: local classification rules, tried before the built-in table.
     pub rules: RulesConfig,
+    /// `[hooks]`: commands run as addresses change state (see [`crate::hooks`]).
+    pub hooks: crate::hooks::HooksConfig,
+    /// `[retention]`: when the raw bytes of old messages are dropped.
+    pub retention: crate::ledger::Retention,
     /// Where the file was loaded from. Relative paths in it (`[database] path`, `[rules] file`,
     /// `ca_file`, `password_file`) are resolved against its directory.
     #[serde(skip)]
@@ -91,6 +101,11 @@ impl Config {
         for mailbox in &mut config.mailbox {
             mailbox.resolve_paths(dir);
         }
+        config
+            .hooks
+            .validate()
+            .map_err(|e| anyhow::anyhow!("in the config file {}, {e}", path.display()))?;
+        config.hooks.resolve_paths(dir);
         if let Some(file) = &config.rules.file {
             let file = if file.is_relative() {
                 dir.join(file)

@@ -1,5 +1,6 @@
 //! `rebound explain ADDRESS`: the address's state, its evidence (every event, oldest first)
-//! and every state change with the policy rule that fired.
+//! and every state change with the policy rule that fired. `--json`: the same as one JSON
+//! object (`explain_json`).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -9,10 +10,13 @@ use rusqlite::{OptionalExtension, params};
 use super::LedgerArgs;
 use crate::ledger::normalize_address;
 
-pub fn run(args: &LedgerArgs, address: &str) -> anyhow::Result<ExitCode> {
+pub fn run(args: &LedgerArgs, address: &str, json: bool) -> anyhow::Result<ExitCode> {
     let (_, ledger) = args.open_existing()?;
     let conn = ledger.connection();
     let address = normalize_address(address).unwrap_or_else(|| address.to_lowercase());
+    if json {
+        return super::explain_json::print(conn, &address);
+    }
     type Row = (
         String,
         String,

@@ -22,6 +22,8 @@ const TOP_LEVEL: &[(&str, &str)] = &[
     ("policy", "[policy]"),
     ("rules", "[rules]"),
     ("mailbox", "[[mailbox]]"),
+    ("hooks", "[hooks]"),
+    ("retention", "[retention]"),
 ];
 
 /// Words that make a key look like it holds a secret, matched as parts of the key
