@@ -123,7 +123,8 @@ pub enum Command {
         #[arg(long, default_value = "")]
         note: String,
     },
-    /// Drop the raw bytes of messages older than [retention] allows (facts and events stay).
+    /// Drop the raw bytes of messages older than the config's retention allows (facts and
+    /// events stay).
     Purge {
         #[command(flatten)]
         ledger: LedgerArgs,

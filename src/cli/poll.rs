@@ -35,7 +35,7 @@ pub struct PollArgs {
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub lock_wait: u64,
     /// Write a Prometheus textfile (node_exporter's textfile collector) after the run (watch:
-    /// after its rounds, at most every 10 s).
+    /// after its rounds, at most every 10 s; not with --dry-run).
     #[arg(long, value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
 }

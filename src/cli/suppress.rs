@@ -3,7 +3,7 @@
 //! Audited like `reactivate`: each is an event in the ledger and a state change with the rule
 //! `manual_suppress`, the note kept with both; it survives every rebuild and reclassify, and
 //! only `rebound reactivate --force` lifts it. Addresses the ledger has never seen are
-//! suppressed too.
+//! suppressed too (the ledger itself must exist).
 
 use std::process::ExitCode;
 
@@ -34,7 +34,8 @@ pub fn run(
     reason: OperatorReason,
     note: &str,
 ) -> anyhow::Result<ExitCode> {
-    let (_, mut ledger) = args.open()?;
+    // Not a new ledger: a mistyped --db would keep the suppression where no poll looks.
+    let (_, mut ledger) = args.open_existing()?;
     let done = ledger.suppress(addresses, reason.reason(), note)?;
     let mut out = super::output::Lines::new();
     for s in done {
