@@ -20,7 +20,8 @@
 //! a change. Delivery is at least once: a hook that succeeded just before a crash may get its
 //! last rows again (each row has its `id`). A hook runs off the writer thread: it never holds
 //! up ingestion. One process at a time runs a ledger's hooks (a lock file beside the ledger,
-//! `<db>.@hooks.lock`).
+//! `<db>.@hooks.lock`). `poll` and `ingest` run them a last time before they exit; a stopping
+//! `watch` waits a few seconds for one in progress, then stops it.
 //!
 //! A hook added to a ledger that already holds changes first gets the whole log, in batches;
 //! changing its arguments makes it a new hook (its cursor is kept under its argv).
@@ -156,13 +157,27 @@ pub enum Pace {
 pub struct HookTask {
     finish: oneshot::Sender<()>,
     handle: tokio::task::JoinHandle<()>,
+    pace: Pace,
 }
 
 impl HookTask {
-    /// Runs the hooks one last time (what the run committed last), then stops them.
+    /// Runs the hooks one last time (what the run committed last; not for a `watch`), then
+    /// stops them.
     pub async fn finish(self) {
         let _ = self.finish.send(());
-        if let Err(e) = self.handle.await {
+        let mut handle = self.handle;
+        if self.pace == Pace::Watch {
+            // A stopping watch waits a few seconds for a hook in progress, then stops it (with
+            // every process it started); its rows go to it again on the next start.
+            if tokio::time::timeout(WATCH_STOP, &mut handle).await.is_err() {
+                handle.abort();
+                tracing::warn!(
+                    "a hook was still running as the watch stopped: stopped; its changes will be given to it again"
+                );
+            }
+            return;
+        }
+        if let Err(e) = handle.await {
             tracing::error!("the hooks' task ended abnormally: {e}");
         }
     }
@@ -191,7 +206,11 @@ pub fn start(
     };
     let (finish, finished) = oneshot::channel();
     let handle = tokio::spawn(run(runner, writer.log_head(), finished));
-    Some(HookTask { finish, handle })
+    Some(HookTask {
+        finish,
+        handle,
+        pace,
+    })
 }
 
 struct HookState {
@@ -218,6 +237,8 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// How often a `watch` looks for changes other processes made.
 const WATCH_TICK: Duration = Duration::from_secs(60);
+/// How long a stopping `watch` waits for a hook in progress.
+const WATCH_STOP: Duration = Duration::from_secs(5);
 
 struct Runner {
     hooks: Vec<HookState>,
@@ -250,7 +271,12 @@ async fn run(
             _ = &mut finish => break,
         }
     }
-    runner.pass(true).await;
+    // A one-shot run gives the hooks what it committed last before it exits. A stopping
+    // `watch` does not wait for them (it promises to stop within seconds): what it committed
+    // since its last pass goes to the hooks when it starts again.
+    if runner.pace == Pace::Run {
+        runner.pass(true).await;
+    }
 }
 
 impl Runner {
@@ -374,7 +400,8 @@ async fn run_hook(
     let mut child = cmd.spawn().with_context(|| {
         format!("could not start {program}: check the path in [hooks] on_change and that rebound's user may run it")
     })?;
-    let group = child.id();
+    // Whatever it started goes with it, also when this future is dropped (a watch stopping).
+    let _group = child.id().map(GroupGuard);
     let mut stdin = child
         .stdin
         .take()
@@ -388,10 +415,6 @@ async fn run_hook(
         tokio::join!(writing, child.wait())
     })
     .await;
-    // Whatever it started and left behind goes too.
-    if let Some(group) = group {
-        crate::imap::auth::kill_group(group);
-    }
     let (written, status) = match outcome {
         Ok(done) => done,
         Err(_) => {
@@ -412,6 +435,16 @@ async fn run_hook(
             Err(e).context("writing the changes to its standard input")
         }
         _ => Ok(()),
+    }
+}
+
+/// Kills a hook's process group when dropped: what it started and left behind (it runs in a
+/// group of its own, like the secret commands of `crate::imap::auth`).
+struct GroupGuard(u32);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        crate::imap::auth::kill_group(self.0);
     }
 }
 

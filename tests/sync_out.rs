@@ -856,6 +856,11 @@ fn retention_drops_raw_bytes_and_keeps_explain_working() {
     // explain still explains, and says the bytes are gone.
     let out = ok(&["explain", "--config", cfgs, "ana@example.org"]);
     assert!(
+        stdout(&out).contains("hard-user-unknown.eml (raw bytes purged 20"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
         stdout(&out).contains("User unknown") && stdout(&out).contains("rule hard"),
         "{}",
         stdout(&out)

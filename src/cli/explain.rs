@@ -127,7 +127,8 @@ pub fn run(args: &LedgerArgs, address: &str, json: bool) -> anyhow::Result<ExitC
     writeln!(out, "\nevents (oldest first):")?;
     let mut events = conn.prepare(
         "SELECT e.id, e.event_time, e.role, e.kind, e.label, e.reason, e.status, e.rule,
-                coalesce(e.diagnostic, e.note), coalesce(m.source_path, m.mailbox || '/' || m.folder || ' uid ' || m.uid),
+                coalesce(e.diagnostic, e.note), coalesce(m.source_path, m.mailbox || '/' || m.folder || ' uid ' || m.uid)
+                    || coalesce(' (raw bytes purged ' || m.raw_purged_at || ')', ''),
                 e.phase, e.original_recipient, e.final_recipient
          FROM events e LEFT JOIN messages m ON m.id = e.message_id
          WHERE e.address = ?1 ORDER BY e.event_time, e.sort_key, e.recipient_index, e.id",

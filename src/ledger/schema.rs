@@ -472,4 +472,47 @@ mod tests {
         // Running it again is a no-op, not a "view already exists" error.
         migrate(&mut conn).unwrap();
     }
+
+    /// A ledger from before the change log gets one row per address that is not active, so
+    /// that the log folded per address is the `addresses` table from the start.
+    #[test]
+    fn v8_seeds_the_change_log_with_the_addresses_that_are_not_active() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for (i, m) in MIGRATIONS[..7].iter().enumerate() {
+            conn.execute_batch(m).unwrap();
+            conn.pragma_update(None, "user_version", i as i64 + 1)
+                .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO messages (id, sha256, mailbox, received_at, processed_at, kind, parser_version, raw_size, raw)
+                 VALUES (1, 'x', 'bounces', '2026-11-02T10:00:00Z', '2026-11-02T10:00:00Z', 'bounce', '1', 0, X'');
+             INSERT INTO events (id, message_id, recipient_index, role, address, domain, kind, event_time, time_source, sort_key)
+                 VALUES (7, 1, 0, 'recipient', 'a@example.org', 'example.org', 'bounce', '2026-11-02T10:00:00Z', 'date', 'x');
+             INSERT INTO addresses (address, domain, first_seen_at, last_seen_at, attempts, soft_count, state,
+                                    suppression_reason, state_since, state_event_id, is_role, updated_at)
+                 VALUES ('a@example.org', 'example.org', '2026-11-02T10:00:00Z', '2026-11-02T10:00:00Z', 1, 0,
+                         'suppressed', 'hard', '2026-11-02T10:00:00Z', 7, 0, 'now'),
+                        ('b@example.org', 'example.org', '2026-11-02T10:00:00Z', '2026-11-02T10:00:00Z', 0, 0,
+                         'active', NULL, NULL, NULL, 0, 'now');
+             INSERT INTO state_changes (address, changed_at, from_state, to_state, suppression_reason, rule, detail, event_id)
+                 VALUES ('a@example.org', '2026-11-02T10:00:00Z', 'active', 'suppressed', 'hard', 'hard', 'x', 7);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let rows: Vec<String> = conn
+            .prepare(
+                "SELECT address || ' ' || old_state || '>' || new_state || ' ' || suppression_reason || ' '
+                        || rule || ' ' || event_id || ' ' || event_time || ' ' || mailbox
+                 FROM suppression_log ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            rows,
+            ["a@example.org active>suppressed hard hard 7 2026-11-02T10:00:00Z bounces"]
+        );
+    }
 }
