@@ -119,8 +119,11 @@ fn escape_help(v: &str) -> String {
 /// Sums of a JSON object column of `runs` (`kinds`, `bounces`), by key.
 fn sums(conn: &Connection, column: &str) -> anyhow::Result<BTreeMap<String, f64>> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT j.key, sum(j.value) FROM runs, json_each(runs.{column}) AS j
-         WHERE json_valid(runs.{column}) AND json_type(runs.{column}) = 'object'
+        "SELECT j.key, sum(j.value)
+         FROM runs, json_each(CASE WHEN json_valid(runs.{column}) THEN
+                                  CASE WHEN json_type(runs.{column}) = 'object' THEN runs.{column} END
+                              END) AS j
+         WHERE j.type IN ('integer', 'real')
          GROUP BY j.key"
     ))?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?;
@@ -325,6 +328,22 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `runs` row whose JSON is not an object of counts (hand-edited, or from a future
+    /// version) is left out of the sums, not an error that stops the file.
+    #[test]
+    fn malformed_run_counts_are_skipped() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE runs (kinds TEXT);
+             INSERT INTO runs VALUES ('{\"bounce\": 2}'), ('not json'), ('[1, 2]'), (NULL),
+                                     ('{\"bounce\": 3, \"other\": \"x\"}');",
+        )
+        .unwrap();
+        let s = sums(&conn, "kinds").unwrap();
+        assert_eq!(s.get("bounce"), Some(&5.0));
+        assert_eq!(s.len(), 1);
+    }
 
     #[test]
     fn labels_and_help_are_escaped() {

@@ -77,7 +77,12 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let cursor = match &args.output {
         Some(path) => {
             let mut file = AtomicFile::create(path, 0o600)
-                .with_context(|| format!("creating {} (next to --output)", path.display()))?;
+                .with_context(|| {
+                    format!(
+                        "--output {}: its directory must exist and be writable (the file is written beside it, then renamed)",
+                        path.display()
+                    )
+                })?;
             let cursor = write(&ledger, &query, args.format, &mut file)?;
             file.commit()
                 .with_context(|| format!("writing {}", path.display()))?;
