@@ -108,7 +108,10 @@ fn main() {
             })
             .collect();
         let (t, c) = (Instant::now(), process_cpu());
-        let prepared = prepare(messages, &Arc::clone(&rules));
+        let prepared = prepare(
+            messages,
+            &rebound::analysis::Settings::new(Arc::clone(&rules)),
+        );
         prep_wall += t.elapsed();
         prep_cpu += process_cpu().saturating_sub(c);
         for batch in prepared.chunks(group) {

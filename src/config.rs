@@ -17,6 +17,10 @@
 //! threshold = 5
 //! window = "1h"
 //! pause = "24h"
+//!
+//! [verp]
+//! return_paths = ["bounces@mail.example.com"]
+//! key_env = "REBOUND_VERP_KEYS"
 //! ```
 //!
 //! Everything is strict: a typo in a table name or a policy number is an error with the nearest
@@ -30,6 +34,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::analysis::rules::RuleSet;
+use crate::analysis::{Settings, Verp, verp};
 use crate::ledger::Policy;
 
 pub mod keys;
@@ -48,6 +53,8 @@ pub struct Config {
     pub hooks: crate::hooks::HooksConfig,
     /// `[retention]`: when the raw bytes of old messages are dropped.
     pub retention: crate::ledger::Retention,
+    /// `[verp]`: the return paths bounces come back to, and the keys that sign them.
+    pub verp: VerpConfig,
     /// Where the file was loaded from. Relative paths in it (`[database] path`, `[rules] file`,
     /// `ca_file`, `password_file`) are resolved against its directory.
     #[serde(skip)]
@@ -72,6 +79,84 @@ pub struct RulesConfig {
     /// A TOML file of `[[rule]]` tables (the format of the built-in `rules.toml`), tried in
     /// order before the built-in rules. Relative to the config file's directory.
     pub file: Option<PathBuf>,
+}
+
+/// `[verp]`: VERP return paths (`bounces+carl=example.org@mail.example.com`) and their
+/// signing keys. Keys are never written here: `key_env` names an environment variable and
+/// `key_file` a file that hold them, read when a command analyses or encodes
+/// ([`Config::settings`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VerpConfig {
+    /// The return-path addresses whose local part VERP extends. Empty: no VERP decoding.
+    pub return_paths: Vec<String>,
+    /// The delimiter before the recipient (and before the tag), and the one before the
+    /// recipient's domain. Default `+=`.
+    pub delimiters: Option<String>,
+    /// An environment variable holding the keys (separated by spaces or commas; the first
+    /// signs, all verify).
+    pub key_env: Option<String>,
+    /// A file holding the keys, one per line (`#` comments). Relative to the config file.
+    pub key_file: Option<PathBuf>,
+    /// Count a bounce without a valid tag only when its DSN names the address.
+    pub require_signature: bool,
+}
+
+impl VerpConfig {
+    /// Checks everything but the keys themselves (read later, by the commands that use them).
+    fn check(&self) -> Result<(), String> {
+        let keyed = self.key_env.is_some() || self.key_file.is_some();
+        if self.return_paths.is_empty() {
+            if keyed || self.require_signature || self.delimiters.is_some() {
+                return Err("[verp]: list the return paths your mail is sent from, e.g. return_paths = [\"bounces@mail.example.com\"]".into());
+            }
+            return Ok(());
+        }
+        if self.key_env.is_some() && self.key_file.is_some() {
+            return Err("[verp]: give key_env or key_file, not both".into());
+        }
+        if self.require_signature && !keyed {
+            return Err(
+                "[verp]: require_signature = true needs a key: set key_env or key_file".into(),
+            );
+        }
+        Verp::new(&self.return_paths, self.delimiters(), Vec::new(), false)
+            .map(drop)
+            .map_err(|e| format!("[verp] {e}"))
+    }
+
+    fn delimiters(&self) -> &str {
+        self.delimiters
+            .as_deref()
+            .unwrap_or(verp::DEFAULT_DELIMITERS)
+    }
+
+    /// The keys, read from `key_env` or `key_file` (none configured: no keys). Errors say
+    /// where the keys were looked for and never show one.
+    pub fn keys(&self) -> anyhow::Result<Vec<Vec<u8>>> {
+        if let Some(var) = &self.key_env {
+            let text = std::env::var(var).map_err(|_| {
+                anyhow::anyhow!(
+                    "[verp] key_env names the environment variable {var}, which is not set: set it in rebound's environment (for systemd, Environment= or EnvironmentFile= in the unit)"
+                )
+            })?;
+            return verp::parse_keys(&text)
+                .map_err(|e| anyhow::anyhow!("[verp] key_env {var}: {e}"));
+        }
+        if let Some(path) = &self.key_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("[verp] key_file: reading {}", path.display()))?;
+            if let Some(why) = crate::imap::auth::password_file_exposure(path) {
+                tracing::warn!(
+                    "[verp] key_file {}",
+                    why.trim_start_matches("password_file ")
+                );
+            }
+            return verp::parse_keys(&text)
+                .map_err(|e| anyhow::anyhow!("[verp] key_file {}: {e}", path.display()));
+        }
+        Ok(Vec::new())
+    }
 }
 
 /// The built-in rule table, shared (compiled once per process).
@@ -106,6 +191,9 @@ impl Config {
             .validate()
             .map_err(|e| anyhow::anyhow!("in the config file {}, {e}", path.display()))?;
         config.hooks.resolve_paths(dir);
+        if let Some(file) = config.verp.key_file.as_mut().filter(|f| f.is_relative()) {
+            *file = dir.join(&*file);
+        }
         if let Some(file) = &config.rules.file {
             let file = if file.is_relative() {
                 dir.join(file)
@@ -127,11 +215,32 @@ impl Config {
         self.rule_set.clone().unwrap_or_else(builtin_rules)
     }
 
+    /// What the analysis is given: the rule table, and the `[verp]` settings with their keys
+    /// (read now from `key_env` or `key_file`). The commands that analyse or encode call it;
+    /// the others never need the keys.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let settings = Settings::new(self.rules());
+        let v = &self.verp;
+        if v.return_paths.is_empty() {
+            return Ok(settings);
+        }
+        let verp = Verp::new(
+            &v.return_paths,
+            v.delimiters(),
+            v.keys()?,
+            v.require_signature,
+        )
+        .map_err(|e| anyhow::anyhow!("[verp] {e}"))?;
+        Ok(settings.with_verp(verp))
+    }
+
     /// Parses the text of a config file: screened first ([`keys::screen`]), then read by serde.
     /// Errors start with the line they are about and never quote it.
     pub fn parse(text: &str) -> Result<Config, String> {
         keys::screen(text)?;
-        toml::from_str(text).map_err(|e| keys::describe(&e, text))
+        let config: Config = toml::from_str(text).map_err(|e| keys::describe(&e, text))?;
+        config.verp.check()?;
+        Ok(config)
     }
 
     /// The config file if one is given, else the defaults.
@@ -197,6 +306,80 @@ mod tests {
         assert_eq!(
             Config::load(&file).unwrap().database_path(None),
             dir.path().join("data/l.db")
+        );
+    }
+
+    #[test]
+    fn verp_is_checked_at_load_and_its_keys_read_only_when_asked() {
+        let ok = Config::parse(
+            "[verp]\nreturn_paths = [\"bounces@mail.example.com\"]\nkey_env = \"REBOUND_UNIT_TEST_UNSET_VAR\"\n",
+        )
+        .unwrap();
+        // Loading never reads the key; asking for the settings does, and says where it looked.
+        let err = format!("{:#}", ok.settings().unwrap_err());
+        assert!(
+            err.contains("REBOUND_UNIT_TEST_UNSET_VAR") && err.contains("not set"),
+            "{err}"
+        );
+        assert!(
+            Config::parse("")
+                .unwrap()
+                .settings()
+                .unwrap()
+                .verp()
+                .is_none()
+        );
+        for (text, expected) in [
+            ("key_env = \"K\"\n", "list the return paths"),
+            (
+                "return_paths = [\"b@example.com\"]\nkey_env = \"K\"\nkey_file = \"f\"\n",
+                "not both",
+            ),
+            (
+                "return_paths = [\"b@example.com\"]\nrequire_signature = true\n",
+                "needs a key",
+            ),
+            (
+                "return_paths = [\"b@example.com\"]\ndelimiters = \"+\"\n",
+                "two characters",
+            ),
+            ("return_paths = [\"b\"]\n", "return_paths"),
+            (
+                "return_paths = [\"b@example.com\"]\nkeys_file = \"f\"\n",
+                "key_file",
+            ),
+        ] {
+            let err = Config::parse(&format!("[verp]\n{text}")).unwrap_err();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    /// Every `[verp]` key config.example.toml documents (commented out) is one rebound reads.
+    #[test]
+    fn the_documented_verp_keys_load() {
+        let example = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml"),
+        )
+        .unwrap();
+        let table = example
+            .split("\n[verp]\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n[").next())
+            .expect("a [verp] table in config.example.toml");
+        let keys: Vec<&str> = table
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.contains(" = ") && !l.starts_with("key_env"))
+            .collect();
+        assert_eq!(keys.len(), 4, "{keys:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rebound.toml");
+        std::fs::write(&file, format!("[verp]\n{}\n", keys.join("\n"))).unwrap();
+        let c = Config::load(&file).unwrap();
+        assert_eq!(c.verp.return_paths.len(), 2);
+        assert_eq!(
+            c.verp.key_file.as_deref(),
+            Some(Path::new("/etc/rebound/verp.keys"))
         );
     }
 }

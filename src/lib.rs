@@ -21,7 +21,8 @@
 //!   messages are flagged, moved or deleted, and the ledger's content hash makes a re-read a
 //!   no-op.
 //! - [`ingest`] is the pipeline both call: [`ingest::prepare()`] hashes, analyses (with the
-//!   config's [`analysis::rules::RuleSet`], a value passed in) and compresses on long-lived
+//!   config's [`analysis::Settings`]: the [`analysis::rules::RuleSet`] and the `[verp]` return
+//!   paths and keys, a value passed in) and compresses on long-lived
 //!   analysis threads; [`ingest::writer`] is the one thread that owns the SQLite connection,
 //!   taking batches (and any other ledger job) over a bounded channel and answering each on a
 //!   one-shot channel, in the manner of mini-redis's `db` task.

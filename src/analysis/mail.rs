@@ -228,6 +228,7 @@ fn is_part_type(part: &MessagePart<'_>, ty: &str) -> bool {
 pub fn unfold(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for (i, line) in v.split('\n').enumerate() {
+        crate::analysis::budget::check();
         let line = line.trim_end_matches('\r');
         if i > 0 {
             out.push(' ');

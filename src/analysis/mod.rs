@@ -26,6 +26,7 @@
 //! verdict: a refusal before `RCPT TO` is a refusal of the sender.
 
 pub mod arf;
+pub mod budget;
 pub mod challenge;
 pub mod charset;
 pub mod kind;
@@ -39,10 +40,14 @@ pub mod rules;
 pub mod status;
 pub mod unsubscribe;
 pub mod verdict;
+pub mod verp;
 
 pub use kind::Kind;
 pub use phase::Phase;
 pub use verdict::{Action, Label, Reason, Recipient};
+pub use verp::{Decoded as VerpAddress, Signature, Verp};
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +93,9 @@ pub struct Analysis {
     /// Recipients the message names beyond [`MAX_RECIPIENTS`]: counted, not classified.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub omitted_recipients: usize,
+    /// The VERP return path the message was delivered to, decoded (with `[verp]` configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verp: Option<VerpAddress>,
 }
 
 impl Analysis {
@@ -102,7 +110,16 @@ impl Analysis {
             envelope: Envelope::default(),
             error: Some(error.into()),
             omitted_recipients: 0,
+            verp: None,
         }
+    }
+
+    /// Whether the message came to a VERP return path whose tag does not verify: nothing in
+    /// it is believed (its author's sign of life included).
+    pub fn verp_forged(&self) -> bool {
+        self.verp
+            .as_ref()
+            .is_some_and(|v| v.signature == Signature::Invalid)
     }
 }
 
@@ -156,19 +173,134 @@ pub fn analyze(raw: &[u8]) -> Analysis {
 
 /// Analyses with a given rule table (the config's: local rules before the built-in ones).
 pub fn analyze_with(raw: &[u8], rules: &rules::RuleSet) -> Analysis {
-    // mail-parser is robust, but a panic on hostile input must not take the worker down.
+    analyze_within(raw, rules, budget::BUDGET)
+}
+
+/// [`analyze_with`] with a given time budget (see [`budget`]): a message that exhausts it comes
+/// back `unparsed`, with the reason.
+pub fn analyze_within(raw: &[u8], rules: &rules::RuleSet, limit: std::time::Duration) -> Analysis {
+    run(raw, rules, None, limit)
+}
+
+/// What the analysis is given besides the bytes: the rule table and the `[verp]` settings.
+/// A value built from the config and passed in (never a global); its
+/// [`fingerprint`](Settings::fingerprint) is stored with every message, so that `reclassify`
+/// re-derives what other settings decided.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    rules: Arc<rules::RuleSet>,
+    verp: Option<Arc<Verp>>,
+    fingerprint: String,
+}
+
+impl Settings {
+    /// The rule table alone (no VERP).
+    pub fn new(rules: Arc<rules::RuleSet>) -> Settings {
+        Settings {
+            fingerprint: rules.fingerprint().to_string(),
+            rules,
+            verp: None,
+        }
+    }
+
+    /// The same settings, decoding VERP return paths with `verp`.
+    pub fn with_verp(self, verp: Verp) -> Settings {
+        Settings {
+            // The rule table's alone when there is no VERP, so that ledgers written before
+            // VERP existed are not all stale.
+            fingerprint: format!("{}+verp:{}", self.rules.fingerprint(), verp.fingerprint()),
+            verp: Some(Arc::new(verp)),
+            rules: self.rules,
+        }
+    }
+
+    pub fn rules(&self) -> &Arc<rules::RuleSet> {
+        &self.rules
+    }
+
+    pub fn verp(&self) -> Option<&Verp> {
+        self.verp.as_deref()
+    }
+
+    /// Names the rule table and the VERP settings (a hash of the keys, never the keys).
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Analyses one message: [`analyze_with`] the rule table, then the VERP return path it was
+    /// delivered to, when `[verp]` is configured:
+    ///
+    /// - a bounce, delay or delivery report is about the VERP recipient: one recipient, keyed on
+    ///   that address, with the evidence of the notice's recipient that names it (as address,
+    ///   Original-Recipient or Final-Recipient), else of its first failed one; the address the
+    ///   notice named is kept as `final_recipient` (and a DSN's Original-Recipient as
+    ///   `original_recipient`). Other addresses the notice names are not counted: a VERP
+    ///   message has one recipient. A notice naming nobody gets the VERP recipient, classified
+    ///   by its own text as usual. A complaint naming nobody (a redacted ARF report) gets it
+    ///   too; other kinds keep their recipients.
+    /// - every recipient gets the return path's [`Signature`]; it is `forged` (stored, counted
+    ///   against nothing) when the tag is invalid, or, with `require_signature`, when a
+    ///   bounce, delay or delivery report lacks a valid tag and no delivery-status report
+    ///   (RFC 3464) in it names the address. The same requirement holds for such messages
+    ///   delivered to no VERP address at all (their recipients' signature is `missing`).
+    pub fn analyze(&self, raw: &[u8]) -> Analysis {
+        run(raw, &self.rules, self.verp.as_deref(), budget::BUDGET)
+    }
+}
+
+fn run(
+    raw: &[u8],
+    rules: &rules::RuleSet,
+    verp: Option<&Verp>,
+    limit: std::time::Duration,
+) -> Analysis {
     let raw = analysed(raw);
-    match std::panic::catch_unwind(|| analyze_inner(raw, rules, false)) {
-        Ok(a) => a,
+    // mail-parser is robust, but a panic on hostile input must not take the worker down.
+    match std::panic::catch_unwind(|| budget::run(limit, || analyze_top(raw, rules, verp))) {
+        Ok(Ok(a)) => a,
+        Ok(Err(spent)) => Analysis::unparsed(spent.to_string()),
         Err(_) => Analysis::unparsed("internal error while analysing this message"),
     }
 }
 
-fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
+/// Who a notice that names nobody is about, when only the address it was delivered to says.
+#[derive(Debug, Clone, Copy)]
+enum DeliveredTo<'a> {
+    /// No `[verp]` configured: guess from a VERP-looking `To` (`bounces+ana=example.org@`).
+    Guess,
+    /// `[verp]` configured: the decoded VERP recipient of the message as delivered, if any.
+    Known(Option<&'a str>),
+}
+
+/// The message as delivered to the bounce mailbox: analysed, then read for its VERP address.
+fn analyze_top(raw: &[u8], rules: &rules::RuleSet, verp: Option<&Verp>) -> Analysis {
     let mail = match mail::Mail::parse(raw) {
         Ok(m) => m,
         Err(e) => return Analysis::unparsed(e),
     };
+    let Some(verp) = verp else {
+        return analyze_mail(&mail, rules, false, DeliveredTo::Guess);
+    };
+    let found = verp.find(&mail);
+    let delivered_to = DeliveredTo::Known(found.as_ref().map(|d| d.address.as_str()));
+    let mut a = analyze_mail(&mail, rules, false, delivered_to);
+    apply_verp(&mut a, found, verp, &mail);
+    a
+}
+
+fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, delivered_to: DeliveredTo<'_>) -> Analysis {
+    match mail::Mail::parse(raw) {
+        Ok(mail) => analyze_mail(&mail, rules, true, delivered_to),
+        Err(e) => Analysis::unparsed(e),
+    }
+}
+
+fn analyze_mail(
+    mail: &mail::Mail<'_>,
+    rules: &rules::RuleSet,
+    nested: bool,
+    delivered_to: DeliveredTo<'_>,
+) -> Analysis {
     let mut a = Analysis {
         kind: Kind::Other,
         mta: None,
@@ -183,10 +315,11 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
         },
         error: None,
         omitted_recipients: 0,
+        verp: None,
     };
 
     // 1. ARF complaints (and ARF opt-outs, which are unsubscribe requests).
-    if let Some(c) = arf::parse(&mail) {
+    if let Some(c) = arf::parse(mail) {
         a.kind = if c.is_opt_out() {
             Kind::Unsubscribe
         } else {
@@ -210,7 +343,7 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
     // 1b. A service's own notification that is no bounce (an Amazon SES complaint or
     // delivery event in JSON, a Hotmail complaint): its module names the kind; there is no
     // verdict to decide.
-    if let Some(n) = lhost::notification(&mail) {
+    if let Some(n) = lhost::notification(mail) {
         a.kind = n.kind;
         a.mta = Some(n.mta.into());
         a.feedback_type = n.feedback_type;
@@ -221,9 +354,9 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
 
     // 1c. A challenge-response filter holding the message until the sender proves itself a
     // person: nothing failed, even when the notice is shaped as a DSN with `Action: delayed`.
-    if challenge::detect(&mail) {
+    if challenge::detect(mail) {
         a.kind = Kind::Challenge;
-        a.original = original::from_parts(&mail)
+        a.original = original::from_parts(mail)
             .or_else(|| mail.text_original().cloned())
             .unwrap_or_default();
         return a;
@@ -231,22 +364,14 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
 
     // A person's reply that quotes a bounce is the person's message: the templates below would
     // find the quoted notice.
-    let personal = personal_message(&mail);
+    let personal = personal_message(mail);
 
     // 2. RFC 3464 delivery status notifications, 3. MTA-specific templates.
-    let dsn = mail
-        .parts_of_type("message/delivery-status")
-        .chain(mail.parts_of_type("message/global-delivery-status"))
-        .next()
-        .map(|p| rfc3464::Report::parse(&mail::Mail::part_text(p)))
-        .or_else(|| inline_report(&mail));
+    let dsn = delivery_status(mail);
     let found = if personal {
         None
     } else {
-        lhost::detect(
-            &mail,
-            dsn.as_ref().is_some_and(|r| !r.recipients.is_empty()),
-        )
+        lhost::detect(mail, dsn.as_ref().is_some_and(|r| !r.recipients.is_empty()))
     };
     let mut recipients = dsn.as_ref().map(|r| r.to_recipients()).unwrap_or_default();
     if let Some(f) = &found {
@@ -265,7 +390,7 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
         // When the generic scanner is what recognised the message, its scan is at hand.
         match &found {
             Some(f) if f.mta == "generic" => merge_text_evidence(&mut recipients, &f.recipients),
-            _ => merge_text_evidence(&mut recipients, &lhost::generic::scan(&mail).recipients),
+            _ => merge_text_evidence(&mut recipients, &lhost::generic::scan(mail).recipients),
         }
         // The scanners never take a role mailbox from prose; a report that names one still
         // deserves the text's `postmaster@example.org: Domain does not exist`.
@@ -279,11 +404,11 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
     if !recipients.is_empty() {
         a.mta = Some(match (&found, dsn.is_some()) {
             (Some(f), _) if f.mta != "generic" => f.mta.to_string(),
-            (_, true) => lhost::fingerprint(&mail).unwrap_or("rfc3464").to_string(),
+            (_, true) => lhost::fingerprint(mail).unwrap_or("rfc3464").to_string(),
             (Some(f), false) => f.mta.to_string(),
             (None, false) => "unknown".to_string(),
         });
-        a.original = original::from_parts(&mail)
+        a.original = original::from_parts(mail)
             .or_else(|| found.as_ref().and_then(|f| f.original.clone()))
             .unwrap_or_default();
         // Recipients read from prose are never the original's sender: each text module applies
@@ -305,7 +430,7 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
 
     // 3b. A mailer-daemon's notice that names no recipient itself but attaches the bounce it
     // relays (a filtering gateway forwarding the report it received): the attached report.
-    if !nested && let Some(inner) = forwarded_report(&mail, rules) {
+    if !nested && let Some(inner) = forwarded_report(mail, rules, delivered_to) {
         return Analysis {
             envelope: a.envelope,
             ..inner
@@ -314,10 +439,14 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
 
     // 3c. A notice from a mailer-daemon that says a delivery failed, in a template none of
     // the modules knows: a bounce, never `other`, even when it names nobody.
-    if !personal && let Some(n) = lhost::last_resort::read(&mail) {
+    let who = || match delivered_to {
+        DeliveredTo::Guess => lhost::last_resort::verp_recipient(mail),
+        DeliveredTo::Known(address) => address.map(str::to_string),
+    };
+    if !personal && let Some(n) = lhost::last_resort::read(mail, who) {
         a.kind = n.kind;
         a.mta = Some("unknown".into());
-        a.original = original::from_parts(&mail)
+        a.original = original::from_parts(mail)
             .or_else(|| mail.text_original().cloned())
             .unwrap_or_default();
         a.recipients = n.recipients;
@@ -329,9 +458,9 @@ fn analyze_inner(raw: &[u8], rules: &rules::RuleSet, nested: bool) -> Analysis {
     }
 
     // 4. Automatic replies, 5. unsubscribe requests, 6. anything else.
-    if rfc3834::detect(&mail).is_some() {
+    if rfc3834::detect(mail).is_some() {
         a.kind = Kind::AutoReply;
-    } else if unsubscribe::detect(&mail).is_some() {
+    } else if unsubscribe::detect(mail).is_some() {
         a.kind = Kind::Unsubscribe;
         a.recipients = a
             .envelope
@@ -361,17 +490,116 @@ fn personal_message(mail: &mail::Mail<'_>) -> bool {
 
 /// The analysis of a bounce or delay warning attached (as `message/rfc822`) to a notice from a
 /// mailer-daemon, for notices that name no recipient themselves.
-fn forwarded_report(mail: &mail::Mail<'_>, rules: &rules::RuleSet) -> Option<Analysis> {
+fn forwarded_report(
+    mail: &mail::Mail<'_>,
+    rules: &rules::RuleSet,
+    delivered_to: DeliveredTo<'_>,
+) -> Option<Analysis> {
     if !lhost::text::from_daemon(mail) {
         return None;
     }
     mail.msg.parts.iter().find_map(|p| match &p.body {
         mail_parser::PartType::Message(m) => {
-            let inner = analyze_inner(m.raw_message(), rules, true);
+            let inner = analyze_inner(m.raw_message(), rules, delivered_to);
             matches!(inner.kind, Kind::Bounce | Kind::Delay).then_some(inner)
         }
         _ => None,
     })
+}
+
+/// Applies the VERP return path a message was delivered to (see [`Settings::analyze`]).
+fn apply_verp(a: &mut Analysis, found: Option<VerpAddress>, verp: &Verp, mail: &mail::Mail<'_>) {
+    let reports_delivery = matches!(a.kind, Kind::Bounce | Kind::Delay | Kind::DeliveryReport);
+    // Asked only when a signature is required and missing: whom the message's DSN names.
+    let dsn_names = || -> std::collections::HashSet<String> {
+        delivery_status(mail)
+            .map(|r| r.to_recipients())
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|r| [Some(r.address), r.original_recipient, r.final_recipient])
+            .flatten()
+            .map(|x| x.to_lowercase())
+            .collect()
+    };
+    let Some(found) = found else {
+        if verp.require_signature() && reports_delivery && !a.recipients.is_empty() {
+            let named = dsn_names();
+            for r in &mut a.recipients {
+                r.signature = Some(Signature::Missing);
+                r.forged = !named.contains(&r.address.to_lowercase());
+            }
+        }
+        return;
+    };
+    if reports_delivery {
+        rekey_on(&mut a.recipients, &found.address);
+    } else if a.kind == Kind::Complaint && a.recipients.is_empty() {
+        a.recipients.push(Recipient {
+            address: found.address.clone(),
+            ..Recipient::default()
+        });
+    }
+    let unverified = verp.require_signature()
+        && found.signature != Signature::Valid
+        && reports_delivery
+        && !dsn_names().contains(&found.address);
+    let forged = found.signature == Signature::Invalid || unverified;
+    for r in &mut a.recipients {
+        r.signature = Some(found.signature);
+        r.forged = forged;
+    }
+    a.verp = Some(found);
+}
+
+/// Keys a report's recipients on the VERP recipient `address`: one recipient, with the
+/// evidence of the one naming it (as address, Original- or Final-Recipient), else of the first
+/// failure, else of the first; the address the notice named is kept as `final_recipient`.
+fn rekey_on(recipients: &mut Vec<Recipient>, address: &str) {
+    let names = |r: &Recipient| {
+        [
+            Some(r.address.as_str()),
+            r.original_recipient.as_deref(),
+            r.final_recipient.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|x| x.eq_ignore_ascii_case(address))
+    };
+    let failed = |r: &Recipient| r.action.as_ref().is_none_or(Action::is_failure);
+    let Some(at) = recipients
+        .iter()
+        .position(names)
+        .or_else(|| recipients.iter().position(failed))
+        .or((!recipients.is_empty()).then_some(0))
+    else {
+        return;
+    };
+    let mut r = recipients.swap_remove(at);
+    recipients.clear();
+    if !r.address.eq_ignore_ascii_case(address) {
+        let kept = [
+            r.original_recipient.as_deref(),
+            r.final_recipient.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|x| x.eq_ignore_ascii_case(&r.address));
+        if !kept {
+            r.final_recipient = Some(r.address.clone());
+        }
+        r.address = address.to_string();
+    }
+    recipients.push(r);
+}
+
+/// The message's delivery-status report: its `message/delivery-status` part (or RFC 6533's
+/// global one), else fields that survive in the text of a mailer-daemon's notice.
+fn delivery_status(mail: &mail::Mail<'_>) -> Option<rfc3464::Report> {
+    mail.parts_of_type("message/delivery-status")
+        .chain(mail.parts_of_type("message/global-delivery-status"))
+        .next()
+        .map(|p| rfc3464::Report::parse(&mail::Mail::part_text(p)))
+        .or_else(|| inline_report(mail))
 }
 
 /// A report whose MIME structure was lost but whose fields survive in the text, in a message
@@ -405,6 +633,7 @@ fn kind_of(recipients: &[Recipient]) -> Kind {
 
 /// Fills the verdict of one recipient from the rule table.
 fn decide(r: &mut Recipient, kind: Kind, rules: &rules::RuleSet) {
+    budget::check();
     let action = r.action.clone().unwrap_or(Action::Failed);
     let default_class = match action {
         Action::Delayed => Some('4'),
@@ -444,6 +673,7 @@ fn merge_text_evidence(recipients: &mut Vec<Recipient>, text: &[Recipient]) {
         .map(|t| (t.address.to_ascii_lowercase(), t))
         .collect();
     for r in recipients.iter_mut() {
+        budget::check();
         // The text names the address it tried (the final recipient); the report may key the
         // recipient on its original address.
         let found = by_address.get(&r.address.to_ascii_lowercase()).or_else(|| {
@@ -514,6 +744,34 @@ pub fn recipient_address(raw: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// A message that exhausts its time budget comes back `unparsed` with the reason (here a
+    /// budget of zero, so that the stop does not depend on the machine's speed); with the real
+    /// budget the same notice is analysed whole.
+    #[test]
+    fn a_message_over_its_time_budget_is_unparsed_with_the_reason() {
+        let mut notice = String::from(
+            "From: MAILER-DAEMON@mx.example.net\nTo: news@example.com\n\
+             Subject: Undelivered Mail Returned to Sender\n\n\
+             This is the mail system at host mx.example.net.\n\n",
+        );
+        for i in 0..5000 {
+            notice.push_str(&format!(
+                "<u{i}@example.org>: host mx.example.org said: 550 5.1.1 User unknown\n\n"
+            ));
+        }
+        let spent = analyze_within(notice.as_bytes(), rules::RuleSet::builtin(), Duration::ZERO);
+        assert_eq!(spent.kind, Kind::Unparsed);
+        assert!(
+            spent.error.as_deref().unwrap_or("").contains("budget"),
+            "{:?}",
+            spent.error
+        );
+        let whole = analyze(notice.as_bytes());
+        assert_eq!(whole.kind, Kind::Bounce);
+        assert_eq!(whole.recipients.len(), 5000);
+    }
 
     /// A bounce returning a huge original is analysed on its first MiB: the same verdict as
     /// without the attachment, whatever its size.
@@ -727,6 +985,220 @@ mod address_tests {
         assert_eq!(
             recipient_address("<bob@example.org>,").as_deref(),
             Some("bob@example.org")
+        );
+    }
+}
+
+#[cfg(test)]
+mod verp_tests {
+    //! The VERP step of [`Settings::analyze`] on hand-written notices; the format itself is
+    //! tested in [`super::verp`].
+    use super::*;
+
+    const KEY: &[u8] = b"unit-test-key-0123456789";
+
+    fn settings(require_signature: bool) -> Settings {
+        let verp = Verp::new(
+            &["bounces@mail.example.com".to_string()],
+            "+=",
+            vec![KEY.to_vec()],
+            require_signature,
+        )
+        .unwrap();
+        Settings::new(crate::config::builtin_rules()).with_verp(verp)
+    }
+
+    /// The signed return path of `address`.
+    fn rp(address: &str) -> String {
+        settings(false)
+            .verp()
+            .unwrap()
+            .encode("bounces@mail.example.com", address)
+            .unwrap()
+    }
+
+    /// A DSN sent to `to`, failing (or with `action`) for `rcpt`.
+    fn dsn(to: &str, rcpt: &str, action: &str, status: &str) -> String {
+        format!(
+            "From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\nTo: {to}\nSubject: Undelivered Mail Returned to Sender\nMIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n--B\nContent-Type: text/plain\n\nYour message could not be delivered.\n\n--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\nFinal-Recipient: rfc822; {rcpt}\nAction: {action}\nStatus: {status}\nDiagnostic-Code: smtp; {status} mailbox full over quota\n\n--B--\n"
+        )
+    }
+
+    /// A relay's notice naming nobody and returning nothing, sent to `to`.
+    fn nobody(to: &str) -> String {
+        format!(
+            "From: MAILER-DAEMON@relay.example.net\nTo: {to}\nSubject: Delivery failed\nAuto-Submitted: auto-generated\n\nYour message could not be delivered: the account has been disabled.\n"
+        )
+    }
+
+    #[test]
+    fn without_verp_the_fingerprint_is_the_rule_tables() {
+        let rules = crate::config::builtin_rules();
+        let plain = Settings::new(rules.clone());
+        assert_eq!(plain.fingerprint(), rules.fingerprint());
+        let with = settings(false);
+        assert!(with.fingerprint().starts_with(rules.fingerprint()));
+        assert_ne!(with.fingerprint(), plain.fingerprint());
+        assert_ne!(with.fingerprint(), settings(true).fingerprint());
+    }
+
+    #[test]
+    fn a_notice_naming_nobody_is_a_bounce_for_the_verp_recipient() {
+        let s = settings(false);
+        let a = s.analyze(nobody(&rp("dana@example.org")).as_bytes());
+        assert_eq!(a.kind, Kind::Bounce);
+        assert_eq!(a.recipients.len(), 1);
+        let r = &a.recipients[0];
+        assert_eq!(r.address, "dana@example.org");
+        assert_eq!(
+            (r.label, r.reason),
+            (Some(Label::Hard), Some(Reason::MailboxDisabled))
+        );
+        assert_eq!((r.signature, r.forged), (Some(Signature::Valid), false));
+        assert_eq!(a.verp.as_ref().unwrap().address, "dana@example.org");
+        // Without [verp], nothing names anyone: not even a bounce.
+        assert_ne!(
+            analyze(nobody(&rp("dana@example.org")).as_bytes()).kind,
+            Kind::Bounce
+        );
+        // A tampered tag: the same verdict, stored as forged.
+        let tampered = rp("dana@example.org").replace("dana=", "erin=");
+        let f = s.analyze(nobody(&tampered).as_bytes());
+        assert_eq!(f.recipients[0].address, "erin@example.org");
+        assert_eq!(
+            (f.recipients[0].signature, f.recipients[0].forged),
+            (Some(Signature::Invalid), true)
+        );
+        assert!(f.verp_forged());
+    }
+
+    #[test]
+    fn a_notice_naming_a_forward_is_keyed_on_the_verp_recipient() {
+        let s = settings(false);
+        let a = s.analyze(
+            dsn(
+                &rp("carl@example.org"),
+                "carl.new@forward.example.net",
+                "failed",
+                "5.2.2",
+            )
+            .as_bytes(),
+        );
+        assert_eq!(a.kind, Kind::Bounce);
+        assert_eq!(a.recipients.len(), 1);
+        let r = &a.recipients[0];
+        assert_eq!(r.address, "carl@example.org");
+        assert_eq!(
+            r.final_recipient.as_deref(),
+            Some("carl.new@forward.example.net")
+        );
+        assert_eq!(r.status.as_deref(), Some("5.2.2"));
+        // The notice naming the VERP recipient itself changes nothing but the signature.
+        let same = s.analyze(
+            dsn(
+                &rp("carl@example.org"),
+                "carl@example.org",
+                "failed",
+                "5.2.2",
+            )
+            .as_bytes(),
+        );
+        assert_eq!(same.recipients[0].address, "carl@example.org");
+        assert_eq!(
+            same.recipients[0].final_recipient.as_deref(),
+            Some("carl@example.org")
+        );
+    }
+
+    #[test]
+    fn delays_and_other_kinds_keep_their_kind() {
+        let s = settings(false);
+        let d = s.analyze(
+            dsn(
+                &rp("carl@example.org"),
+                "carl.new@forward.example.net",
+                "delayed",
+                "4.2.2",
+            )
+            .as_bytes(),
+        );
+        assert_eq!(d.kind, Kind::Delay);
+        assert_eq!(d.recipients[0].address, "carl@example.org");
+        assert_eq!(d.recipients[0].label, Some(Label::Soft));
+        let ooo = format!(
+            "From: Pat <pat@example.org>\nTo: {}\nSubject: Out of office\nAuto-Submitted: auto-replied\n\nI am away until Monday.\n",
+            rp("pat@example.org")
+        );
+        let o = s.analyze(ooo.as_bytes());
+        assert_eq!(o.kind, Kind::AutoReply);
+        assert!(o.recipients.is_empty());
+        assert_eq!(o.verp.as_ref().unwrap().signature, Signature::Valid);
+    }
+
+    #[test]
+    fn a_required_signature_counts_an_unsigned_bounce_only_when_its_dsn_names_the_address() {
+        let s = settings(true);
+        let unsigned = "bounces+carl=example.org@mail.example.com";
+        // A DSN naming the VERP recipient: counts (mail sent before signing started).
+        let a = s.analyze(dsn(unsigned, "carl@example.org", "failed", "5.1.1").as_bytes());
+        assert_eq!(
+            (a.recipients[0].signature, a.recipients[0].forged),
+            (Some(Signature::Missing), false)
+        );
+        // A DSN naming another address, or prose naming nobody: not counted.
+        let a =
+            s.analyze(dsn(unsigned, "carl.new@forward.example.net", "failed", "5.1.1").as_bytes());
+        assert_eq!(a.recipients[0].address, "carl@example.org");
+        assert!(a.recipients[0].forged);
+        let n = s.analyze(nobody(unsigned).as_bytes());
+        assert_eq!(n.recipients[0].address, "carl@example.org");
+        assert!(n.recipients[0].forged);
+        // No VERP address at all: a DSN counts for what it names.
+        let plain = s.analyze(
+            dsn(
+                "bounces@mail.example.com",
+                "ana@example.org",
+                "failed",
+                "5.1.1",
+            )
+            .as_bytes(),
+        );
+        assert_eq!(
+            (plain.recipients[0].signature, plain.recipients[0].forged),
+            (Some(Signature::Missing), false)
+        );
+        // A valid tag always counts; without the requirement a missing one does too.
+        let signed = s.analyze(nobody(&rp("carl@example.org")).as_bytes());
+        assert!(!signed.recipients[0].forged);
+        let relaxed = settings(false).analyze(nobody(unsigned).as_bytes());
+        assert_eq!(
+            (
+                relaxed.recipients[0].signature,
+                relaxed.recipients[0].forged
+            ),
+            (Some(Signature::Missing), false)
+        );
+    }
+
+    #[test]
+    fn a_valid_tag_wins_over_other_addresses_and_a_guess_never_takes_a_tag_for_a_domain() {
+        let s = settings(false);
+        // Delivered-To holds the valid signed address; To a tampered one for someone else.
+        let raw = format!(
+            "Delivered-To: {}\n{}",
+            rp("carl@example.org"),
+            nobody(&rp("dana@example.org").replace("dana=", "erin="))
+        );
+        let a = s.analyze(raw.as_bytes());
+        assert_eq!(a.recipients[0].address, "carl@example.org");
+        assert!(!a.recipients[0].forged);
+        // Without [verp], the guess reads an unsigned VERP To, and no tagged one.
+        let guess = analyze(nobody("bounces+carl=example.org@mail.example.com").as_bytes());
+        assert_eq!(guess.recipients[0].address, "carl@example.org");
+        let tagged = analyze(nobody(&rp("carl@example.org")).as_bytes());
+        assert!(
+            tagged.recipients.iter().all(|r| !r.address.contains('+')),
+            "{tagged:?}"
         );
     }
 }

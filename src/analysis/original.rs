@@ -94,6 +94,7 @@ fn header_block<T>(text: &str, read: impl Fn(&Message<'_>) -> T) -> Option<T> {
     let start = text.trim_start_matches(['\n', '\r', ' ']);
     let mut block = String::with_capacity(start.len().min(8192) + 2);
     for line in start.lines() {
+        crate::analysis::budget::check();
         if line.trim().is_empty() {
             break;
         }

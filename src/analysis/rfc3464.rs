@@ -140,6 +140,7 @@ pub fn inline(text: &str) -> Option<Report> {
         let mut pos = 0;
         let mut found = None;
         for line in text.split_inclusive('\n') {
+            crate::analysis::budget::check();
             if opens(line) {
                 found = Some(pos);
                 break;
@@ -152,6 +153,7 @@ pub fn inline(text: &str) -> Option<Report> {
     let mut pos = start;
     let mut block_start = true;
     for line in text[start..].split_inclusive('\n') {
+        crate::analysis::budget::check();
         let t = line.trim_end();
         if t.starts_with("--") || block_start && !t.is_empty() && !is_field(t) {
             end = pos;
@@ -188,6 +190,7 @@ fn blocks(body: &str) -> Vec<Fields> {
     let mut out = Vec::new();
     let mut cur = Fields::default();
     for line in body.lines() {
+        crate::analysis::budget::check();
         let line = line.trim_end_matches('\r');
         if line.trim().is_empty() {
             if !cur.0.is_empty() {

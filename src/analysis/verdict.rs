@@ -239,4 +239,13 @@ pub struct Recipient {
     /// Last-Attempt-Date (or the per-message Arrival-Date) as written in the report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_attempt: Option<String>,
+    /// With `[verp]` configured: what the tag of the return path the message was delivered to
+    /// says (`missing` also for a message to no VERP address when a signature is required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<super::verp::Signature>,
+    /// Stored as evidence, counted against nothing: the message came to a return path whose
+    /// tag does not verify, or (`require_signature`) without a valid tag and no DSN naming the
+    /// address (see `analysis::Settings::analyze`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forged: bool,
 }

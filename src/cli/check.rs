@@ -83,6 +83,8 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         )?;
     }
 
+    check_verp(&mut report, &cfg)?;
+
     let db = cfg.database_path(args.db.as_deref());
     check_database(&mut report, &db)?;
 
@@ -102,6 +104,48 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `[verp]`: its keys are read (never shown) the way poll and ingest will read them.
+fn check_verp(report: &mut Report, cfg: &Config) -> std::io::Result<()> {
+    let v = &cfg.verp;
+    if v.return_paths.is_empty() {
+        return Ok(());
+    }
+    let subject = "verp";
+    let source = match (&v.key_env, &v.key_file) {
+        (Some(var), _) => format!("key_env {var}"),
+        (_, Some(path)) => format!("key_file {}", path.display()),
+        _ => String::new(),
+    };
+    match cfg.settings() {
+        Err(e) => report.fail(subject, format!("{e:#}")),
+        Ok(settings) => {
+            let verp = settings.verp().expect("return paths are configured");
+            let paths = verp.return_paths().collect::<Vec<_>>().join(", ");
+            if verp.signs() {
+                report.ok(
+                    subject,
+                    format!(
+                        "return paths {paths}; {} key(s) from {source} (read, not shown), the first signs{}",
+                        verp.key_count(),
+                        if verp.require_signature() {
+                            "; a valid tag is required"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+            } else {
+                report.warn(
+                    subject,
+                    format!(
+                        "return paths {paths}, unsigned: anyone can send a bounce that suppresses an address; set key_env or key_file"
+                    ),
+                )
+            }
+        }
+    }
 }
 
 /// The ledger and its lock files: an existing ledger must open for writing at a schema this

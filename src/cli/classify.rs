@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::analysis::{self, Analysis, rules::RuleSet};
+use crate::analysis::{Analysis, Settings};
 use crate::input;
 
 /// One line of `classify --json`: the source, then the analysis's fields. This shape is a
@@ -18,7 +18,7 @@ struct Line<'a> {
     analysis: &'a Analysis,
 }
 
-pub fn run(paths: &[PathBuf], json: bool, rules: &RuleSet) -> anyhow::Result<ExitCode> {
+pub fn run(paths: &[PathBuf], json: bool, settings: &Settings) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut errors = 0usize;
@@ -36,7 +36,7 @@ pub fn run(paths: &[PathBuf], json: bool, rules: &RuleSet) -> anyhow::Result<Exi
         }
         match item {
             Ok(msg) => {
-                let analysis = analysis::analyze_with(&msg.raw, rules);
+                let analysis = settings.analyze(&msg.raw);
                 result = if json {
                     serde_json::to_writer(
                         &mut out,
@@ -89,7 +89,15 @@ fn write_table_rows(out: &mut impl Write, source: &str, a: &Analysis) -> std::io
             r.label.map(|l| l.as_str()).unwrap_or("-"),
             r.reason.map(|x| x.as_str()).unwrap_or("-"),
             r.status.as_deref().unwrap_or("-"),
-            r.rule.as_deref().unwrap_or("-"),
+            format_args!(
+                "{}{}",
+                if r.forged {
+                    "FORGED (counts against nothing) "
+                } else {
+                    ""
+                },
+                r.rule.as_deref().unwrap_or("-")
+            ),
         )?;
     }
     Ok(())

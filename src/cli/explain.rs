@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use rusqlite::{OptionalExtension, params};
 
 use super::LedgerArgs;
+use crate::analysis::Signature;
 use crate::ledger::normalize_address;
 
 pub fn run(args: &LedgerArgs, address: &str, json: bool) -> anyhow::Result<ExitCode> {
@@ -129,7 +130,8 @@ pub fn run(args: &LedgerArgs, address: &str, json: bool) -> anyhow::Result<ExitC
         "SELECT e.id, e.event_time, e.role, e.kind, e.label, e.reason, e.status, e.rule,
                 coalesce(e.diagnostic, e.note), coalesce(m.source_path, m.mailbox || '/' || m.folder || ' uid ' || m.uid)
                     || coalesce(' (raw bytes purged ' || m.raw_purged_at || ')', ''),
-                e.phase, e.original_recipient, e.final_recipient
+                e.phase, e.original_recipient, e.final_recipient, e.return_path, e.signature,
+                e.forged
          FROM events e LEFT JOIN messages m ON m.id = e.message_id
          WHERE e.address = ?1 ORDER BY e.event_time, e.sort_key, e.recipient_index, e.id",
     )?;
@@ -149,6 +151,9 @@ pub fn run(args: &LedgerArgs, address: &str, json: bool) -> anyhow::Result<ExitC
                 phase: r.get(10)?,
                 original: r.get(11)?,
                 last: r.get(12)?,
+                return_path: r.get(13)?,
+                signature: r.get(14)?,
+                forged: r.get(15)?,
             },
         ))
     })?;
@@ -167,6 +172,9 @@ pub fn run(args: &LedgerArgs, address: &str, json: bool) -> anyhow::Result<ExitC
             dash(&status),
             dash(&rule)
         )?;
+        if let Some(line) = seen.verp_line() {
+            writeln!(out, "          {line}")?;
+        }
         if let Some(p) = &seen.phase {
             writeln!(out, "          failed at {}", phase_words(p))?;
         }
@@ -214,14 +222,40 @@ pub fn run(args: &LedgerArgs, address: &str, json: bool) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-/// What a report said of where and to whom delivery failed.
+/// What a report said of where and to whom delivery failed, and where it was delivered.
 struct Recipients {
     phase: Option<String>,
     original: Option<String>,
     last: Option<String>,
+    /// The VERP address the message came to, what its tag said, and whether the event was
+    /// stored as forged (counted against nothing).
+    return_path: Option<String>,
+    signature: Option<Signature>,
+    forged: bool,
 }
 
 impl Recipients {
+    /// "FORGED ..." for evidence that counts against nothing, else the VERP return path the
+    /// message came to.
+    fn verp_line(&self) -> Option<String> {
+        let via = self
+            .return_path
+            .as_deref()
+            .map_or(String::new(), |rp| format!(" (sent to {rp})"));
+        if self.forged {
+            let why = match self.signature {
+                Some(Signature::Invalid) => "the return path's tag does not verify",
+                _ => {
+                    "no valid tag, and no DSN in the message names the address ([verp] require_signature)"
+                }
+            };
+            return Some(format!("FORGED, counted against nothing: {why}{via}"));
+        }
+        let rp = self.return_path.as_deref()?;
+        let signature = self.signature.map_or("-", Signature::as_str);
+        Some(format!("via VERP return path {rp} (signature {signature})"))
+    }
+
     /// "original recipient x, final recipient y" when the report names addresses other than
     /// the one the ledger keys the event on.
     fn addresses_line(&self, address: &str) -> Option<String> {

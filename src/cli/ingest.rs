@@ -19,7 +19,7 @@ pub fn run(
     metrics_file: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let begun = Instant::now();
-    let (config, ledger) = args.open()?;
+    let (config, settings, ledger) = args.open_for_analysis()?;
     let path = ledger.path().to_path_buf();
     // The files stay where they are: an ingest undone by a power cut is simply done again.
     ledger.sync_every_commit(false)?;
@@ -45,7 +45,7 @@ pub fn run(
     ingest::files::ingest(
         paths,
         &writer,
-        &config.rules(),
+        &settings,
         Bounds::default(),
         |event| match event {
             Event::Stored(outcome) => summary.record(&outcome),

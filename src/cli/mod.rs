@@ -17,6 +17,7 @@ mod show_raw;
 mod summary;
 mod suppress;
 mod upkeep;
+mod verp;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -53,7 +54,8 @@ pub enum Command {
         /// Print one JSON object per message per line instead of a table.
         #[arg(long)]
         json: bool,
-        /// A config file whose `[rules] file` adds local rules before the built-in ones.
+        /// A config file whose `[rules] file` adds local rules before the built-in ones, and
+        /// whose `[verp]` decodes VERP return paths (and checks their tags).
         #[arg(long)]
         config: Option<PathBuf>,
         /// `.eml` files, directories (walked recursively, Maildirs included) or mbox files.
@@ -163,6 +165,40 @@ pub enum Command {
         #[command(flatten)]
         args: check::CheckArgs,
     },
+    /// VERP return paths: what to send mail from (`encode`), what a bounce address names
+    /// (`decode`).
+    Verp {
+        #[command(subcommand)]
+        command: VerpCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VerpCommand {
+    /// Print the return path (envelope sender) to use for mail to each ADDRESS, one line each,
+    /// in order; signed when `[verp]` has a key.
+    Encode {
+        /// The config file whose `[verp]` gives the delimiters, the keys and the default
+        /// return path.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The return path VERP extends (default: the first of `[verp] return_paths`).
+        #[arg(long, value_name = "ADDRESS")]
+        return_path: Option<String>,
+        /// Recipient addresses.
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+    /// Print the recipient each VERP return path names and what its tag says (valid,
+    /// invalid, missing, none).
+    Decode {
+        /// The config file whose `[verp]` lists the return paths and the keys.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Return paths, as a bounce was addressed.
+        #[arg(required = true)]
+        return_paths: Vec<String>,
+    },
 }
 
 /// Where the ledger is: `--db`, else the config's `[database] path`, else `rebound.db` beside
@@ -184,6 +220,17 @@ impl LedgerArgs {
         let path = config.database_path(self.db.as_deref());
         let ledger = Ledger::open(&path, config.policy.clone(), config.rules().fingerprint())?;
         Ok((config, ledger))
+    }
+
+    /// Like [`LedgerArgs::open`], for a command that analyses and writes messages: the
+    /// config's analysis settings (rule table, `[verp]` with its keys), and the ledger opened
+    /// to record their fingerprint with every message.
+    pub fn open_for_analysis(&self) -> anyhow::Result<(Config, crate::analysis::Settings, Ledger)> {
+        let config = Config::load_or_default(self.config.as_deref())?;
+        let settings = config.settings()?;
+        let path = config.database_path(self.db.as_deref());
+        let ledger = Ledger::open(&path, config.policy.clone(), settings.fingerprint())?;
+        Ok((config, settings, ledger))
     }
 
     /// Like [`LedgerArgs::open`], but refuses to create a ledger that does not exist (reports
@@ -223,7 +270,7 @@ fn command(cli: Cli) -> anyhow::Result<ExitCode> {
             paths,
         } => {
             let config = crate::config::Config::load_or_default(config.as_deref())?;
-            classify::run(&paths, json, &config.rules())
+            classify::run(&paths, json, &config.settings()?)
         }
         Command::Ingest {
             ledger,
@@ -257,6 +304,17 @@ fn command(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Poll { args, dry_run } => poll::run(&args, dry_run),
         Command::Watch { args } => watch::run(&args),
         Command::Check { args } => check::run(&args),
+        Command::Verp { command } => match command {
+            VerpCommand::Encode {
+                config,
+                return_path,
+                addresses,
+            } => verp::encode(config.as_deref(), return_path.as_deref(), &addresses),
+            VerpCommand::Decode {
+                config,
+                return_paths,
+            } => verp::decode(config.as_deref(), &return_paths),
+        },
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tracing::Instrument;
 
-use crate::analysis::rules::RuleSet;
+use crate::analysis::Settings;
 use crate::config::Config;
 use crate::hooks::{self, Pace};
 use crate::imap::{self, Action, MailboxConfig, MailboxReport, PollOptions, Sink};
@@ -112,7 +112,7 @@ async fn poll_all(
     dry_run: bool,
     lock_wait: Duration,
 ) -> anyhow::Result<Vec<MailboxReport>> {
-    let rules = cfg.rules();
+    let settings = cfg.settings()?;
     let (sink, thread, writer) = if dry_run {
         (
             Sink::DryRun(Arc::new(dry_run_progress(db_path, mailboxes)?)),
@@ -120,7 +120,7 @@ async fn poll_all(
             None,
         )
     } else {
-        let ledger = Ledger::open(db_path, cfg.policy.clone(), rules.fingerprint())?;
+        let ledger = Ledger::open(db_path, cfg.policy.clone(), settings.fingerprint())?;
         // Moved or deleted messages exist only in the ledger once acted on: their commits
         // must survive a power cut (see Ledger::sync_every_commit).
         ledger.sync_every_commit(
@@ -136,12 +136,12 @@ async fn poll_all(
         .and_then(|w| hooks::start(&cfg.hooks, w, db_path, Pace::Run));
     let mut tasks = Vec::new();
     for mb in mailboxes.iter().cloned() {
-        let (sink, rules, db_path) = (sink.clone(), rules.clone(), db_path.to_path_buf());
+        let (sink, settings, db_path) = (sink.clone(), settings.clone(), db_path.to_path_buf());
         // Every log line of the mailbox's task names it, and its run once one is open.
         let span = tracing::error_span!("mailbox", mailbox = %mb.name, run = tracing::field::Empty);
         tasks.push(tokio::spawn(
             async move {
-                let report = poll_one(&mb, sink, rules, &db_path, lock_wait, dry_run).await;
+                let report = poll_one(&mb, sink, settings, &db_path, lock_wait, dry_run).await;
                 // The failure, printed once; the report line only counts it.
                 if report.failed {
                     let error = report.errors.last().map(String::as_str).unwrap_or("failed");
@@ -182,14 +182,14 @@ async fn poll_all(
 async fn poll_one(
     mb: &MailboxConfig,
     sink: Sink,
-    rules: Arc<RuleSet>,
+    settings: Settings,
     db_path: &Path,
     lock_wait: Duration,
     dry_run: bool,
 ) -> MailboxReport {
     let opts = PollOptions { dry_run };
     let Sink::Ledger(writer) = &sink else {
-        return imap::poll_mailbox(mb, sink, rules, &opts).await;
+        return imap::poll_mailbox(mb, sink, settings, &opts).await;
     };
     let writer = writer.clone();
     let failed = |error: String| {
@@ -213,7 +213,7 @@ async fn poll_one(
         }
     };
     tracing::Span::current().record("run", id);
-    let mut report = imap::poll_mailbox(mb, sink, rules, &opts).await;
+    let mut report = imap::poll_mailbox(mb, sink, settings, &opts).await;
     if let Err(e) = writer.finish_run(id, summary(&report)).await {
         report.errors.push(format!(
             "could not record the end of run {id} in the ledger: {e:#}"
@@ -264,6 +264,7 @@ pub(crate) fn summary(r: &MailboxReport) -> RunSummary {
         duplicates: r.duplicates,
         kinds: r.kinds.clone(),
         bounces_by_label: r.labels.clone(),
+        forged: r.forged,
         errors: r.errors.clone(),
         folder: r.folder.clone(),
     }

@@ -32,8 +32,8 @@ use super::poll::{PollArgs, load, report_line, summary};
 pub fn run(args: &PollArgs) -> anyhow::Result<ExitCode> {
     let (cfg, mailboxes, db_path) = load(&args.config, args.db.as_deref(), &args.mailbox)?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let rules = cfg.rules();
-    let ledger = Ledger::open(&db_path, cfg.policy.clone(), rules.fingerprint())?;
+    let settings = cfg.settings()?;
+    let ledger = Ledger::open(&db_path, cfg.policy.clone(), settings.fingerprint())?;
     let (writer, thread) = ingest::writer::start(ledger)?;
     let code = runtime.block_on(async move {
         // Hold every mailbox's lock for the whole watch: a timer-driven poll would wait, then
@@ -94,7 +94,7 @@ pub fn run(args: &PollArgs) -> anyhow::Result<ExitCode> {
             let span = tracing::error_span!("mailbox", mailbox = %name);
             let sink = Sink::Ledger(writer.clone());
             tasks.push(tokio::spawn(
-                imap::watch::watch_mailbox(mb, sink, rules.clone(), stop_rx.clone(), on_report).instrument(span),
+                imap::watch::watch_mailbox(mb, sink, settings.clone(), stop_rx.clone(), on_report).instrument(span),
             ));
         }
         if let Some(m) = &metrics {

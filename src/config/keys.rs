@@ -21,6 +21,7 @@ const TOP_LEVEL: &[(&str, &str)] = &[
     ("database", "[database]"),
     ("policy", "[policy]"),
     ("rules", "[rules]"),
+    ("verp", "[verp]"),
     ("mailbox", "[[mailbox]]"),
     ("hooks", "[hooks]"),
     ("retention", "[retention]"),
@@ -40,6 +41,9 @@ const SECRET_PARTS: &[&str] = &[
     "apikey",
     "credential",
     "credentials",
+    // `[verp]` signing keys (`key_env` and `key_file` say where they are, and pass).
+    "key",
+    "keys",
 ];
 /// ...or anywhere in it (`imappassword`).
 const SECRET_INFIXES: &[&str] = &["password", "passwd", "passphrase", "secret", "token"];
@@ -106,6 +110,15 @@ pub fn describe(e: &toml::de::Error, text: &str) -> String {
 }
 
 fn secret_refusal(key: &str, line: usize) -> String {
+    if key.starts_with("verp.") {
+        return format!(
+            "line {line}: `{key}` looks like a secret, and secrets are never written in the config \
+             file (it is copied, shared and quoted in logs). Remove that line and keep the VERP \
+             keys where only rebound reads them: key_env = \"VARIABLE\" (an environment variable \
+             holding them) or key_file = \"/etc/rebound/verp.keys\" (mode 0600, one key per \
+             line); see config.example.toml"
+        );
+    }
     format!(
         "line {line}: `{key}` looks like a secret, and secrets are never written in the config \
          file (it is copied, shared and quoted in logs). Remove that line and keep the secret \
@@ -287,6 +300,9 @@ mod tests {
             "pw",
             "passphrase",
             "credentials",
+            "key",
+            "signing_key",
+            "hmacKeys",
         ] {
             assert!(looks_secret(key), "{key}");
         }
@@ -302,6 +318,10 @@ mod tests {
             "host",
             "username",
             "max_message_bytes",
+            "key_env",
+            "key_file",
+            "keyword",
+            "keys_file",
         ] {
             assert!(!looks_secret(key), "{key}");
         }
@@ -323,6 +343,13 @@ mod tests {
         }
         let err = screen("[[mailbox]]\nname = \"a\"\n\npassword = \"x\"\n").unwrap_err();
         assert!(err.starts_with("line 4: `mailbox.password`"), "{err}");
+        let err = screen("[verp]\nreturn_paths = [\"b@example.com\"]\nkey = \"hunter2-value\"\n")
+            .unwrap_err();
+        assert!(err.starts_with("line 3: `verp.key`"), "{err}");
+        assert!(err.contains("key_env"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        screen("[verp]\nreturn_paths = [\"b@example.com\"]\nkey_env = \"K\"\n").unwrap();
+        screen("[verp]\nreturn_paths = [\"b@example.com\"]\nkey_file = \"k\"\n").unwrap();
     }
 
     #[test]
@@ -346,8 +373,12 @@ mod tests {
         );
         let err = screen("[mailbox]\nname = \"a\"\n").unwrap_err();
         assert!(err.contains("[[mailbox]] table (two brackets)"), "{err}");
-        screen("[database]\npath = \"a.db\"\n[policy]\n[rules]\n[[mailbox]]\nname = \"a\"\n")
-            .unwrap();
+        screen(
+            "[database]\npath = \"a.db\"\n[policy]\n[rules]\n[verp]\n[[mailbox]]\nname = \"a\"\n",
+        )
+        .unwrap();
+        let err = screen("[vrep]\nreturn_paths = []\n").unwrap_err();
+        assert!(err.contains("did you mean [verp]?"), "{err}");
         screen("").unwrap();
     }
 

@@ -3,7 +3,6 @@
 //! session is recorded as `unparsed` and skipped instead of blocking the mailbox forever.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -16,7 +15,7 @@ use super::connect::{self, Session, timed};
 use super::fetch;
 use super::folder_name;
 use super::sink::{Sink, Submitted};
-use crate::analysis::rules::RuleSet;
+use crate::analysis::Settings;
 use crate::analysis::{Kind, Label};
 use crate::ingest::{self, Message};
 use crate::ledger::{Origin, Outcome};
@@ -34,8 +33,10 @@ pub struct MailboxReport {
     pub duplicates: u64,
     /// New messages per kind.
     pub kinds: HashMap<Kind, u64>,
-    /// Bounced recipients of new messages, per label.
+    /// Bounced recipients of new messages, per label (forged ones left out).
     pub labels: BTreeMap<Label, u64>,
+    /// Recipients of new messages stored as forged (counted against nothing).
+    pub forged: u64,
     /// Oversized messages recorded by their header only.
     pub oversized: u64,
     /// Problems met; the mailbox may still have been read completely (see `failed`).
@@ -74,6 +75,7 @@ impl MailboxReport {
         for l in &stored.labels {
             *self.labels.entry(*l).or_default() += 1;
         }
+        self.forged += stored.forged as u64;
     }
 }
 
@@ -99,7 +101,7 @@ struct Poison {
 pub struct Worker {
     cfg: MailboxConfig,
     sink: Sink,
-    rules: Arc<RuleSet>,
+    settings: Settings,
     opts: PollOptions,
     poison: Poison,
     /// The message a failure of the current session is blamed on.
@@ -110,12 +112,12 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(cfg: MailboxConfig, sink: Sink, rules: Arc<RuleSet>, opts: PollOptions) -> Worker {
+    pub fn new(cfg: MailboxConfig, sink: Sink, settings: Settings, opts: PollOptions) -> Worker {
         let report = MailboxReport::new(&cfg.name);
         Worker {
             cfg,
             sink,
-            rules,
+            settings,
             opts,
             poison: Poison::default(),
             position: None,
@@ -451,12 +453,12 @@ impl Worker {
             uids,
             notes,
         } = batch;
-        let (rules, sink, stream) = (self.rules.clone(), self.sink.clone(), stream.clone());
+        let (settings, sink, stream) = (self.settings.clone(), self.sink.clone(), stream.clone());
         let before = self.queued.take();
         let (queued, queued_rx) = tokio::sync::oneshot::channel::<()>();
         self.queued = Some(queued_rx);
         let task = tokio::spawn(async move {
-            let prepared = tokio::task::spawn_blocking(move || ingest::prepare(fetched, &rules))
+            let prepared = tokio::task::spawn_blocking(move || ingest::prepare(fetched, &settings))
                 .await
                 .map_err(|e| anyhow::anyhow!("preparing a batch failed: {e}"));
             if let Some(before) = before {
@@ -549,10 +551,10 @@ struct InFlight {
 pub async fn poll_mailbox(
     cfg: &MailboxConfig,
     sink: Sink,
-    rules: Arc<RuleSet>,
+    settings: Settings,
     opts: &PollOptions,
 ) -> MailboxReport {
-    let mut worker = Worker::new(cfg.clone(), sink, rules, opts.clone());
+    let mut worker = Worker::new(cfg.clone(), sink, settings, opts.clone());
     let attempts = cfg.attempts.max(1);
     let mut attempt = 0;
     let mut budget = attempts;

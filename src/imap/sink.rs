@@ -67,19 +67,21 @@ impl Sink {
             Sink::DryRun(_) => Submitted::Ready(Ok(batch
                 .iter()
                 .map(|p| {
+                    let recipients = &p.analysis.recipients;
                     Ok(Outcome {
                         message_row: 0,
                         duplicate: false,
                         kind: p.analysis.kind,
                         labels: if p.analysis.kind == crate::analysis::Kind::Bounce {
-                            p.analysis
-                                .recipients
+                            recipients
                                 .iter()
+                                .filter(|r| !r.forged)
                                 .filter_map(|r| r.label)
                                 .collect()
                         } else {
                             Vec::new()
                         },
+                        forged: recipients.iter().filter(|r| r.forged).count(),
                     })
                 })
                 .collect())),

@@ -28,7 +28,7 @@ use super::config::MailboxConfig;
 use super::connect::{Session, timed};
 use super::poll::{MailboxReport, PollOptions, Worker, backoff, open};
 use super::sink::Sink;
-use crate::analysis::rules::RuleSet;
+use crate::analysis::Settings;
 
 /// Longest IDLE before re-issuing it (RFC 2177 asks clients to re-IDLE within 29 minutes).
 const MAX_IDLE: Duration = Duration::from_secs(29 * 60);
@@ -43,7 +43,7 @@ pub type OnReport =
 pub async fn watch_mailbox(
     cfg: MailboxConfig,
     sink: Sink,
-    rules: Arc<RuleSet>,
+    settings: Settings,
     shutdown: Receiver<bool>,
     on_report: OnReport,
 ) {
@@ -63,7 +63,7 @@ pub async fn watch_mailbox(
                 watch_folder(
                     one,
                     sink.clone(),
-                    rules.clone(),
+                    settings.clone(),
                     shutdown.clone(),
                     on_report.clone(),
                 )
@@ -83,12 +83,12 @@ pub async fn watch_mailbox(
 async fn watch_folder(
     cfg: MailboxConfig,
     sink: Sink,
-    rules: Arc<RuleSet>,
+    settings: Settings,
     mut shutdown: Receiver<bool>,
     on_report: OnReport,
 ) {
     let folder = cfg.folders()[0].clone();
-    let mut worker = Worker::new(cfg.clone(), sink, rules, PollOptions::default());
+    let mut worker = Worker::new(cfg.clone(), sink, settings, PollOptions::default());
     let mut failures: u32 = 0;
     while !*shutdown.borrow() {
         match connected(&mut worker, &mut shutdown, &on_report, &mut failures).await {

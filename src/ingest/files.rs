@@ -4,11 +4,9 @@
 //! are not analysed again: a rescan is nearly free.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::{Bounds, Message, Pending, Writer, prepare};
-use crate::analysis::Analysis;
-use crate::analysis::rules::RuleSet;
+use crate::analysis::{Analysis, Settings};
 use crate::input::{self, InputMessage};
 use crate::ledger::{Origin, Outcome, Prepared, RawEncoding, StoredRaw, sha256_hex, time};
 
@@ -25,7 +23,7 @@ pub enum Event {
 pub fn ingest(
     paths: &[PathBuf],
     writer: &Writer,
-    rules: &Arc<RuleSet>,
+    settings: &Settings,
     bounds: Bounds,
     mut on: impl FnMut(Event),
 ) {
@@ -34,7 +32,7 @@ pub fn ingest(
     let mut in_flight: Option<(Pending, Vec<Option<String>>)> = None;
     let mut flush = |batch: &mut Vec<(Message, String)>, on: &mut dyn FnMut(Event)| {
         let taken = std::mem::take(batch);
-        let next = submit(taken, writer, rules, on);
+        let next = submit(taken, writer, settings, on);
         if let Some((pending, sources)) = in_flight.take() {
             report(pending, sources, on);
         }
@@ -63,7 +61,7 @@ pub fn ingest(
 fn submit(
     batch: Vec<(Message, String)>,
     writer: &Writer,
-    rules: &Arc<RuleSet>,
+    settings: &Settings,
     on: &mut dyn FnMut(Event),
 ) -> Option<(Pending, Vec<Option<String>>)> {
     if batch.is_empty() {
@@ -104,7 +102,7 @@ fn submit(
             fresh.push(m);
         }
     }
-    let mut fresh = prepare(fresh, rules).into_iter();
+    let mut fresh = prepare(fresh, settings).into_iter();
     let prepared: Vec<Prepared> = slots
         .into_iter()
         .filter_map(|slot| slot.or_else(|| fresh.next()))

@@ -3,7 +3,7 @@
 //! ```text
 //!  files / IMAP fetch ──▶ prepare (analysis threads) ──▶ writer thread ──▶ SQLite
 //!   bounded batches        sha256, analysis with the        one connection,
-//!   (count and bytes)      config's RuleSet, raw bytes       one transaction per
+//!   (count and bytes)      config's Settings, raw bytes      one transaction per
 //!                          compressed (zstd)                 batch, projection
 //!                                                           stepped incrementally
 //! ```
@@ -16,8 +16,9 @@
 //!   an await or a commit.
 //! - Batches are bounded in count *and* bytes ([`Bounds`]), and at most [`writer`]'s queue of
 //!   them wait for the writer, so a run's memory does not depend on what is in the mailbox.
-//! - The rule set is a value ([`crate::analysis::rules::RuleSet`]) passed in, never a global:
-//!   its fingerprint is stored with every message.
+//! - The analysis settings are a value ([`crate::analysis::Settings`]: the rule set and the
+//!   `[verp]` return paths and keys) passed in, never a global: their fingerprint is stored
+//!   with every message.
 //!
 //! `rebound ingest` ([`files`]) and the IMAP worker (`crate::imap::poll`) are the two callers.
 

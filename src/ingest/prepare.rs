@@ -1,11 +1,11 @@
 //! The pure half of ingesting: a message's bytes in, the [`Prepared`] form the ledger writes
-//! out (its sha256, its analysis with the rule set in use, its raw bytes compressed). All of it
+//! out (its sha256, its analysis with the settings in use, its raw bytes compressed). All of it
 //! runs on the analysis threads, so that the writer does nothing but write.
 
 use std::sync::Arc;
 
 use super::pool;
-use crate::analysis::{self, Analysis, rules::RuleSet};
+use crate::analysis::{Analysis, Settings};
 use crate::ledger::{Origin, Prepared, raw, sha256_hex};
 
 /// A message to ingest: its bytes and where it came from.
@@ -36,13 +36,17 @@ impl Message {
     }
 }
 
-/// Hashes, analyses and compresses messages on the analysis threads, in order.
-pub fn prepare(messages: Vec<Message>, rules: &Arc<RuleSet>) -> Vec<Prepared> {
-    let rules = rules.clone();
-    pool::map(messages, Arc::new(move |m: Message| prepare_one(m, &rules)))
+/// Hashes, analyses (with the rule table and VERP settings given) and compresses messages on
+/// the analysis threads, in order.
+pub fn prepare(messages: Vec<Message>, settings: &Settings) -> Vec<Prepared> {
+    let settings = settings.clone();
+    pool::map(
+        messages,
+        Arc::new(move |m: Message| prepare_one(m, &settings)),
+    )
 }
 
-fn prepare_one(m: Message, rules: &RuleSet) -> Prepared {
+fn prepare_one(m: Message, settings: &Settings) -> Prepared {
     let Message {
         raw,
         origin,
@@ -58,7 +62,7 @@ fn prepare_one(m: Message, rules: &RuleSet) -> Prepared {
     let sha256 = sha256_hex(&raw);
     let analysis = match &failed {
         Some(error) => Analysis::unparsed(error.clone()),
-        None => analyze_guarded(&raw, rules),
+        None => analyze_guarded(&raw, settings),
     };
     Prepared {
         sha256,
@@ -70,8 +74,8 @@ fn prepare_one(m: Message, rules: &RuleSet) -> Prepared {
 }
 
 /// The analysis is promised never to panic; if it does anyway, the message is still kept.
-fn analyze_guarded(raw: &[u8], rules: &RuleSet) -> Analysis {
-    std::panic::catch_unwind(|| analysis::analyze_with(raw, rules)).unwrap_or_else(|panic| {
+fn analyze_guarded(raw: &[u8], settings: &Settings) -> Analysis {
+    std::panic::catch_unwind(|| settings.analyze(raw)).unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -95,11 +99,12 @@ fn placeholder(origin: &Origin) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::rules::RuleSet;
 
     #[test]
     fn prepared_in_order_with_the_rule_set_given() {
         let local = "[[rule]]\nid = \"local=acme\"\npattern = \"acme overflow\"\nreason = \"mailbox_full\"\n";
-        let rules = Arc::new(RuleSet::with_local(local).unwrap());
+        let rules = Settings::new(Arc::new(RuleSet::with_local(local).unwrap()));
         let dsn = |n: usize| {
             format!(
                 "From: MAILER-DAEMON@mx.example.net\nTo: news@example.com\nSubject: Undelivered Mail Returned to Sender\nMIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\nFinal-Recipient: rfc822; u{n}@example.org\nAction: failed\nStatus: 5.0.0\nDiagnostic-Code: smtp; 550 acme overflow\n\n--B--\n"

@@ -467,7 +467,10 @@ mod tests {
                 Message::new(raw.into_bytes(), Origin::imap("box", folder, 7, uid, None))
             })
             .collect();
-        prepare(messages, &crate::config::builtin_rules())
+        prepare(
+            messages,
+            &crate::analysis::Settings::new(crate::config::builtin_rules()),
+        )
     }
 
     fn queued(folder: &str, b: Vec<Prepared>) -> (Queued, oneshot::Receiver<BatchResult>) {

@@ -260,6 +260,7 @@ impl Ledger {
             status: None,
             diagnostic: Some(note.clone()),
             suppression: None,
+            forged: false,
         };
         projection::apply(&tx, &self.policy, &[event], &Clock::now())?;
         tx.commit()?;
@@ -269,12 +270,12 @@ impl Ledger {
         })
     }
 
-    /// Re-runs the analysis of stored messages with `rules` (those a different rule table or
+    /// Re-runs the analysis of stored messages with `settings` (those different settings or
     /// parser version decided, or with `all` every one; only those received since `since`) and
     /// rebuilds the projection, in one transaction.
     pub fn reclassify(
         &mut self,
-        rules: &crate::analysis::rules::RuleSet,
+        rules: &crate::analysis::Settings,
         since: Option<&str>,
         all: bool,
     ) -> anyhow::Result<ReclassifyReport> {

@@ -97,6 +97,7 @@ impl Ledger {
                 status: None,
                 diagnostic: note.map(str::to_string),
                 suppression: Some(reason),
+                forged: false,
             });
             done.push((address.clone(), before));
         }

@@ -57,6 +57,9 @@ pub struct NewEvent {
     pub diagnostic: Option<String>,
     /// The reason an operator gave with `rebound suppress` (`events.suppression_reason`).
     pub suppression: Option<SuppressionReason>,
+    /// Evidence that counts against nothing (`events.forged`): folded as neutral, never
+    /// counted toward a pause.
+    pub forged: bool,
 }
 
 /// An event's place in the replay order.
@@ -74,6 +77,9 @@ impl NewEvent {
 
     /// What the event means to the policy.
     fn signal(&self) -> Signal {
+        if self.forged {
+            return Signal::Neutral;
+        }
         match (self.role, self.kind.as_str()) {
             (Role::Operator, _)
                 if self.action.as_ref().map(Action::as_str) == Some("reactivate") =>
@@ -114,7 +120,7 @@ impl NewEvent {
 
     /// The pause reasons this event counts toward.
     fn pause_reasons(&self) -> impl Iterator<Item = &'static str> {
-        let counts = self.role == Role::Recipient && self.kind == "bounce";
+        let counts = self.role == Role::Recipient && self.kind == "bounce" && !self.forged;
         [
             (counts && self.label == Some(Label::Blocked)).then_some("blocked"),
             (counts && self.reason == Some(Reason::RateLimited)).then_some("rate_limited"),
@@ -373,7 +379,8 @@ fn replay_address_from(
     let rows: Vec<NewEvent> = conn
         .prepare_cached(
             "SELECT id, event_time, role, kind, action, label, reason, status,
-                    coalesce(diagnostic, note), domain, sort_key, recipient_index, suppression_reason
+                    coalesce(diagnostic, note), domain, sort_key, recipient_index, suppression_reason,
+                    forged
              FROM events WHERE address = ?1
              ORDER BY event_time, sort_key, recipient_index, id",
         )?
@@ -392,6 +399,7 @@ fn replay_address_from(
                 sort_key: r.get(10)?,
                 index: r.get(11)?,
                 suppression: r.get(12)?,
+                forged: r.get(13)?,
                 address: address.to_string(),
             })
         })?
@@ -692,6 +700,7 @@ fn replay_pauses(
         .prepare_cached(&format!(
             "SELECT id, event_time, sort_key, recipient_index FROM events
              WHERE domain = ?1 AND role = 'recipient' AND kind = 'bounce' AND {filter}
+               AND forged = 0
              ORDER BY event_time, sort_key, recipient_index, id"
         ))?
         .query_map([domain], |r| {
@@ -829,10 +838,11 @@ pub fn rebuild_all(conn: &Connection, policy: &Policy) -> anyhow::Result<()> {
     let domains: Vec<(String, String)> = conn
         .prepare(
             "SELECT DISTINCT domain, 'blocked' FROM events
-             WHERE role = 'recipient' AND kind = 'bounce' AND label = 'blocked'
+             WHERE role = 'recipient' AND kind = 'bounce' AND label = 'blocked' AND forged = 0
              UNION
              SELECT DISTINCT domain, 'rate_limited' FROM events
-             WHERE role = 'recipient' AND kind = 'bounce' AND reason = 'rate_limited'",
+             WHERE role = 'recipient' AND kind = 'bounce' AND reason = 'rate_limited'
+               AND forged = 0",
         )?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;

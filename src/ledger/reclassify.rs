@@ -1,8 +1,9 @@
 //! `reclassify`: re-derive events from the stored raw bytes with the current rule table, then
 //! rebuild the whole projection, in one transaction, and say what changed.
 //!
-//! By default only the messages an older rule table (or an older parser) decided are
-//! re-derived: each message stores the fingerprint of the table that classified it. `--all`
+//! By default only the messages an older rule table, other `[verp]` settings (or an older
+//! parser) decided are re-derived: each message stores the fingerprint of the settings that
+//! classified it ([`crate::analysis::Settings::fingerprint`]). `--all`
 //! re-derives every one. Messages stored because they could not be fetched whole are left
 //! alone: their bytes may be partial, and their error is the evidence. Messages whose raw bytes
 //! retention has purged cannot be re-derived: they keep their events and are counted apart.
@@ -16,8 +17,7 @@ use super::policy::Policy;
 use super::raw::{self, RawEncoding};
 use super::write::{Clock, Received, insert_events};
 use super::{normalize_address, projection, time};
-use crate::analysis::rules::RuleSet;
-use crate::analysis::{self, Analysis, PARSER_VERSION};
+use crate::analysis::{Analysis, PARSER_VERSION, Settings};
 
 /// What a reclassification changed. Its `Display` is what `rebound reclassify` prints.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,7 +107,7 @@ fn since_bound(since: &str) -> anyhow::Result<String> {
 pub fn run(
     conn: &mut Connection,
     policy: &Policy,
-    rules: &RuleSet,
+    rules: &Settings,
     since: Option<&str>,
     all: bool,
 ) -> anyhow::Result<ReclassifyReport> {
@@ -232,7 +232,7 @@ pub fn run(
 }
 
 /// The analysis is promised never to panic; if it does anyway, the message is still kept.
-fn guarded(raw: &[u8], rules: &RuleSet) -> Analysis {
-    std::panic::catch_unwind(|| analysis::analyze_with(raw, rules))
+fn guarded(raw: &[u8], settings: &Settings) -> Analysis {
+    std::panic::catch_unwind(|| settings.analyze(raw))
         .unwrap_or_else(|_| Analysis::unparsed("internal error while analysing this message"))
 }

@@ -27,8 +27,10 @@ pub struct RunSummary {
     pub duplicates: u64,
     /// New messages, by kind.
     pub kinds: HashMap<Kind, u64>,
-    /// Bounced recipients of new messages, by label.
+    /// Bounced recipients of new messages, by label (forged ones left out).
     pub bounces_by_label: BTreeMap<Label, u64>,
+    /// Recipients of new messages stored as forged: evidence counted against nothing.
+    pub forged: u64,
     /// Failures that kept a message out of the ledger (unreadable file, database error...).
     pub errors: Vec<String>,
     /// The one folder the run covered (a `watch` task); `None`: every folder, or files.
@@ -47,6 +49,7 @@ impl RunSummary {
         for label in &outcome.labels {
             *self.bounces_by_label.entry(*label).or_default() += 1;
         }
+        self.forged += outcome.forged as u64;
     }
 
     /// New messages of one kind.
@@ -176,7 +179,7 @@ impl Ledger {
             "UPDATE runs SET finished_at = ?2, new = ?3, duplicates = ?4, bounces = ?5,
                  complaints = ?6, unsubscribes = ?7, auto_replies = ?8, unparsed = ?9,
                  errors = ?10, ok = ?11, folder = coalesce(?12, folder), kinds = ?13,
-                 heartbeat_at = coalesce(?14, heartbeat_at), aborted_at = NULL
+                 heartbeat_at = coalesce(?14, heartbeat_at), aborted_at = NULL, forged = ?15
              WHERE id = ?1",
             params![
                 id,
@@ -193,6 +196,7 @@ impl Ledger {
                 summary.folder,
                 summary.kinds_json(),
                 heartbeat,
+                summary.forged as i64,
             ],
         )?;
         anyhow::ensure!(changed == 1, "no run {id} in the ledger");

@@ -359,6 +359,88 @@ GROUP BY mailbox
 ORDER BY mailbox;
 "#;
 
+/// VERP and signed return paths (`[verp]`):
+/// - `events.return_path`: the VERP address the message was delivered to, when `[verp]`
+///   decoded one (the event's `address` is then the recipient it names, and the address the
+///   notice itself named, if another, is in `final_recipient`);
+/// - `events.signature`: what the return path's tag says: `valid`, `invalid`, `missing` (keys
+///   configured, no tag; also a message to no VERP address when `require_signature` is on) or
+///   `none` (no key configured); NULL without `[verp]`;
+/// - `events.forged`: 1 for evidence that counts against nothing (a tag that does not verify,
+///   or a required one missing without a DSN naming the address): the projection reads such an
+///   event as neutral (no state change, no attempt, no pause), and the views below leave it out
+///   of every count; `v_why` shows it with its flag;
+/// - `runs.forged`: the recipients of a run's new messages stored as forged.
+///
+/// The pause indexes are rebuilt with the `forged = 0` their queries now carry.
+const V8: &str = r#"
+ALTER TABLE events ADD COLUMN return_path TEXT;                    -- the VERP address the message was delivered to
+ALTER TABLE events ADD COLUMN signature TEXT;                      -- its tag: valid, invalid, missing, none; NULL: no [verp]
+ALTER TABLE events ADD COLUMN forged INTEGER NOT NULL DEFAULT 0;   -- 1: stored as evidence, counted against nothing
+ALTER TABLE runs ADD COLUMN forged INTEGER;                        -- recipients of the run's new messages stored as forged
+DROP INDEX IF EXISTS events_pause_blocked;
+DROP INDEX IF EXISTS events_pause_rate_limited;
+CREATE INDEX events_pause_blocked ON events(domain, event_time, sort_key, recipient_index)
+    WHERE role = 'recipient' AND kind = 'bounce' AND label = 'blocked' AND forged = 0;
+CREATE INDEX events_pause_rate_limited ON events(domain, event_time, sort_key, recipient_index)
+    WHERE role = 'recipient' AND kind = 'bounce' AND reason = 'rate_limited' AND forged = 0;
+DROP VIEW v_why;
+CREATE VIEW v_why AS
+SELECT e.address, e.event_time, e.kind, e.label, e.reason, e.phase, e.status, e.reply_code,
+       coalesce(e.diagnostic, e.note) AS diagnostic, e.rule, e.remote_mta,
+       e.original_recipient, e.final_recipient,
+       e.original_message_id, e.original_sender,
+       coalesce(m.source_path, m.mailbox || '/' || m.folder || '#' || m.uid) AS source,
+       e.message_id AS message, e.id AS event,
+       e.return_path, e.signature, e.forged
+FROM events e LEFT JOIN messages m ON m.id = e.message_id
+ORDER BY e.address, e.event_time DESC, e.id DESC;
+DROP VIEW v_domain_stats;
+CREATE VIEW v_domain_stats AS
+WITH b AS (
+    SELECT 'recipient' AS side, domain, label, kind, event_time FROM events
+    WHERE role = 'recipient' AND forged = 0
+    UNION ALL
+    SELECT 'sender', sender_domain, label, kind, event_time FROM events
+    WHERE role = 'recipient' AND forged = 0 AND sender_domain IS NOT NULL
+), t AS (
+    SELECT strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-7 days')  AS d7,
+           strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-30 days') AS d30
+)
+SELECT side, domain,
+       sum(kind = 'bounce' AND label = 'hard'    AND event_time >= d7)  AS hard_7d,
+       sum(kind = 'bounce' AND label = 'soft'    AND event_time >= d7)  AS soft_7d,
+       sum(kind = 'bounce' AND label = 'blocked' AND event_time >= d7)  AS blocked_7d,
+       sum(kind = 'bounce' AND label = 'invalid' AND event_time >= d7)  AS invalid_7d,
+       sum(kind = 'complaint'                    AND event_time >= d7)  AS complaints_7d,
+       sum(kind = 'bounce' AND label = 'hard'    AND event_time >= d30) AS hard_30d,
+       sum(kind = 'bounce' AND label = 'soft'    AND event_time >= d30) AS soft_30d,
+       sum(kind = 'bounce' AND label = 'blocked' AND event_time >= d30) AS blocked_30d,
+       sum(kind = 'bounce' AND label = 'invalid' AND event_time >= d30) AS invalid_30d,
+       sum(kind = 'complaint'                    AND event_time >= d30) AS complaints_30d,
+       sum(kind = 'bounce')                                             AS bounces_all_time
+FROM b, t
+GROUP BY side, domain;
+DROP VIEW v_list_sources;
+CREATE VIEW v_list_sources AS
+SELECT coalesce(e.original_sender, '(unknown)')                           AS source,
+       count(DISTINCT CASE WHEN e.label = 'invalid' THEN e.address END)  AS invalid_addresses,
+       count(DISTINCT CASE WHEN e.label = 'hard' THEN e.address END)     AS hard_addresses,
+       count(DISTINCT CASE WHEN e.kind = 'complaint' THEN e.address END) AS complaint_addresses,
+       min(CASE WHEN e.label = 'invalid' THEN e.event_time END)          AS first_invalid_at,
+       max(CASE WHEN e.label = 'invalid' THEN e.event_time END)          AS last_invalid_at,
+       (SELECT group_concat(address, ', ') FROM (
+            SELECT DISTINCT x.address FROM events x
+            WHERE x.label = 'invalid' AND x.role = 'recipient' AND x.forged = 0
+              AND x.original_sender IS e.original_sender
+            ORDER BY x.address LIMIT 5))                                  AS invalid_examples
+FROM events e
+WHERE e.role = 'recipient' AND e.kind IN ('bounce', 'complaint') AND e.forged = 0
+GROUP BY e.original_sender
+HAVING invalid_addresses > 0
+ORDER BY invalid_addresses DESC, source;
+"#;
+
 /// The way out of the ledger, for the sending system (`export`, hooks), and retention:
 /// - `suppression_log`: append-only, one row each time an address's state as senders see it
 ///   (its `state` and `suppression_reason`) changes, written in the same transaction as the
@@ -376,7 +458,7 @@ ORDER BY mailbox;
 ///   sha256, `raw_size` and every fact read from the bytes stay), with a partial index of the
 ///   messages whose bytes are still kept, by kind and age, so that a purge reads only what it
 ///   purges.
-const V8: &str = r#"
+const V9: &str = r#"
 CREATE TABLE suppression_log (
     id                 INTEGER PRIMARY KEY AUTOINCREMENT,  -- the export / hook cursor; never reused
     address            TEXT NOT NULL,
@@ -414,7 +496,7 @@ CREATE INDEX messages_raw_kept ON messages(kind, received_at) WHERE raw_purged_a
 "#;
 
 /// Every migration, in order. Never edit a released entry: append a new one.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
 
 /// Brings the database to the newest schema version.
 ///
@@ -476,9 +558,9 @@ mod tests {
     /// A ledger from before the change log gets one row per address that is not active, so
     /// that the log folded per address is the `addresses` table from the start.
     #[test]
-    fn v8_seeds_the_change_log_with_the_addresses_that_are_not_active() {
+    fn v9_seeds_the_change_log_with_the_addresses_that_are_not_active() {
         let mut conn = Connection::open_in_memory().unwrap();
-        for (i, m) in MIGRATIONS[..7].iter().enumerate() {
+        for (i, m) in MIGRATIONS[..8].iter().enumerate() {
             conn.execute_batch(m).unwrap();
             conn.pragma_update(None, "user_version", i as i64 + 1)
                 .unwrap();

@@ -2,7 +2,7 @@
 //! point: IMAP bookkeeping, failed fetches, rate limiting, delivery reports.
 
 use super::*;
-use crate::analysis::{Action, Analysis, Kind, Label, Reason, Recipient};
+use crate::analysis::{Action, Analysis, Kind, Label, Reason, Recipient, Signature};
 
 fn ledger() -> (tempfile::TempDir, Ledger) {
     let dir = tempfile::tempdir().unwrap();
@@ -172,9 +172,13 @@ fn failed_fetches_are_kept_unparsed_with_their_error_and_skipped_by_reclassify()
         .unwrap();
     assert_eq!(error, "connection reset after 3 tries");
     assert_eq!(
-        l.reclassify(crate::analysis::rules::RuleSet::builtin(), None, true)
-            .unwrap()
-            .messages,
+        l.reclassify(
+            &crate::analysis::Settings::new(crate::config::builtin_rules()),
+            None,
+            true
+        )
+        .unwrap()
+        .messages,
         0
     );
     assert!(
@@ -444,9 +448,117 @@ fn full_projection(l: &Ledger) -> Vec<String> {
     out
 }
 
+/// Marks an analysis as the VERP step does for a return path whose tag does not verify.
+fn forge(a: &mut Analysis) {
+    for r in &mut a.recipients {
+        r.signature = Some(Signature::Invalid);
+        r.forged = true;
+    }
+    a.verp = Some(crate::analysis::VerpAddress {
+        address: a
+            .recipients
+            .first()
+            .map_or(String::new(), |r| r.address.clone()),
+        return_path: "bounces+x=example.org+aaaaaaaa@mail.example.com".into(),
+        signature: Signature::Invalid,
+    });
+}
+
+/// Forged evidence is stored, with its flag, and changes nothing: no state, no attempt, no
+/// pause, no label in the outcome; the same bounces unforged suppress and pause.
+#[test]
+fn forged_events_are_kept_and_count_against_nothing() {
+    let (_d, mut l) = ledger();
+    let mut hard = bounce(
+        "carl@example.org",
+        Label::Hard,
+        Reason::UserUnknown,
+        "5.1.1",
+        "Mon, 2 Nov 2026 10:00:00 +0000",
+    );
+    forge(&mut hard);
+    let o = l
+        .ingest_analysis(b"forged hard", &Origin::file("f1"), &hard)
+        .unwrap();
+    assert_eq!((o.labels.len(), o.forged), (0, 1));
+    for i in 0..8 {
+        let mut blocked = bounce(
+            &format!("u{i}@blocked.example"),
+            Label::Blocked,
+            Reason::Blocklisted,
+            "5.7.1",
+            &format!("Mon, 2 Nov 2026 10:0{i}:00 +0000"),
+        );
+        forge(&mut blocked);
+        l.ingest_analysis(
+            format!("forged block {i}").as_bytes(),
+            &Origin::file("f2"),
+            &blocked,
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM events WHERE forged = 1 AND signature = 'invalid'"
+        ),
+        9
+    );
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM addresses WHERE state <> 'active' OR attempts > 0"
+        ),
+        0
+    );
+    assert_eq!(count(&l, "SELECT count(*) FROM domain_pauses"), 0);
+    assert_eq!(count(&l, "SELECT count(*) FROM state_changes"), 0);
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM v_why WHERE forged = 1 AND return_path IS NOT NULL"
+        ),
+        9
+    );
+    assert_eq!(count(&l, "SELECT count(*) FROM v_list_sources"), 0);
+    // A rebuild reads the flag from the events: still nothing.
+    l.rebuild_projection().unwrap();
+    assert_eq!(count(&l, "SELECT count(*) FROM domain_pauses"), 0);
+    assert_eq!(
+        count(&l, "SELECT count(*) FROM addresses WHERE state <> 'active'"),
+        0
+    );
+    // The same evidence, not forged, does count.
+    let real = bounce(
+        "carl@example.org",
+        Label::Hard,
+        Reason::UserUnknown,
+        "5.1.1",
+        "Mon, 2 Nov 2026 11:00:00 +0000",
+    );
+    let o = l
+        .ingest_analysis(b"real hard", &Origin::file("r1"), &real)
+        .unwrap();
+    assert_eq!((o.labels, o.forged), (vec![Label::Hard], 0));
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM addresses WHERE address = 'carl@example.org' AND state = 'suppressed' AND attempts = 1"
+        ),
+        1
+    );
+    // A duplicate reports what the stored events count.
+    let again = l
+        .ingest_analysis(b"forged hard", &Origin::file("f1"), &hard)
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!((again.labels.len(), again.forged), (0, 1));
+}
+
 /// The property the incremental projection rests on: random events (a few addresses and
-/// domains, every signal, many equal times), written in a random order split into random
-/// batches, leave exactly the projection a full replay of the same events gives.
+/// domains, every signal, many equal times, some stored as forged), written in a random order
+/// split into random batches, leave exactly the projection a full replay of the same events
+/// gives.
 #[test]
 fn any_arrival_order_and_batching_equals_a_full_replay() {
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -529,6 +641,10 @@ fn any_arrival_order_and_batching_equals_a_full_replay() {
                 Kind::Delay => Action::Delayed,
                 _ => Action::Failed,
             });
+            // A fifth came to a return path whose tag does not verify: kept, never counted.
+            if next() % 5 == 0 {
+                forge(&mut a);
+            }
             messages.push((
                 format!("X-Round: {round}\nX-Seq: {i}\n\nbody\n").into_bytes(),
                 a,

@@ -1,13 +1,13 @@
 //! The shared vocabulary as SQL: each word the ledger stores (a message's kind, a verdict's
 //! label, reason and phase, a DSN action, an address's state and suppression reason, an
-//! event's role) converts to and from its column text here and nowhere else, so that a typo in
+//! event's role, a return path's signature) converts to and from its column text here and nowhere else, so that a typo in
 //! a query string cannot silently become a new state.
 
 use rusqlite::ToSql;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 
 use super::policy::{State, SuppressionReason};
-use crate::analysis::{Action, Kind, Label, Phase, Reason};
+use crate::analysis::{Action, Kind, Label, Phase, Reason, Signature};
 
 /// Who an event is about, as the `events.role` column says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,6 +74,12 @@ sql_word!(
     SuppressionReason::parse
 );
 sql_word!(Role, "role", |r: &Role| r.as_str(), Role::parse);
+sql_word!(
+    Signature,
+    "signature",
+    |s: &Signature| s.as_str(),
+    Signature::parse
+);
 sql_word!(Action, "action", Action::as_str, |s: &str| Some(
     Action::parse(s)
 ));
@@ -102,6 +108,10 @@ mod tests {
         for p in Phase::ALL {
             let again: Phase = conn.query_row("SELECT ?1", [p], |x| x.get(0)).unwrap();
             assert_eq!(again, p);
+        }
+        for s in Signature::ALL {
+            let again: Signature = conn.query_row("SELECT ?1", [s], |x| x.get(0)).unwrap();
+            assert_eq!(again, s);
         }
         let bad: rusqlite::Result<State> = conn.query_row("SELECT 'asleep'", [], |r| r.get(0));
         assert!(bad.is_err());

@@ -42,8 +42,11 @@ pub struct Outcome {
     /// changed except, for IMAP, the folder's watermark.
     pub duplicate: bool,
     pub kind: Kind,
-    /// The labels of the message's bounced recipients, in order.
+    /// The labels of the message's bounced recipients that count, in order.
     pub labels: Vec<Label>,
+    /// Recipients stored as forged: evidence that counts against nothing (see
+    /// `analysis::Settings::analyze`).
+    pub forged: usize,
 }
 
 /// The wall clock of one batch, read and formatted once: `processed_at`, `updated_at` and the
@@ -117,7 +120,7 @@ impl Ledger {
             let p: &Prepared = p.borrow();
             let outcome = match insert_message(&tx, p, &clock, &self.rules)? {
                 Some((row, received)) => {
-                    let labels = insert_events(
+                    let Counted { labels, forged } = insert_events(
                         &tx,
                         row,
                         &p.sha256,
@@ -131,6 +134,7 @@ impl Ledger {
                         duplicate: false,
                         kind: p.analysis.kind,
                         labels,
+                        forged,
                     }
                 }
                 None => duplicate_outcome(&tx, &p.sha256, &p.origin)?,
@@ -311,21 +315,35 @@ fn duplicate_outcome(tx: &Connection, sha: &str, origin: &Origin) -> anyhow::Res
     let (row, kind) = found.with_context(|| format!("message {sha} vanished from the ledger"))?;
     let labels = tx
         .prepare_cached(
-            "SELECT label FROM events WHERE message_id = ?1 AND kind = 'bounce' AND label IS NOT NULL
+            "SELECT label FROM events
+             WHERE message_id = ?1 AND kind = 'bounce' AND label IS NOT NULL AND forged = 0
              ORDER BY recipient_index",
         )?
         .query_map([row], |r| r.get::<_, Label>(0))?
         .collect::<Result<_, _>>()?;
+    let forged: i64 = tx
+        .prepare_cached(
+            "SELECT count(*) FROM events WHERE message_id = ?1 AND role = 'recipient' AND forged = 1",
+        )?
+        .query_row([row], |r| r.get(0))?;
     Ok(Outcome {
         message_row: row,
         duplicate: true,
         kind,
         labels,
+        forged: forged as usize,
     })
 }
 
+/// What a message's events count: the labels of its bounced recipients that count, and how
+/// many recipients were stored as forged.
+pub(super) struct Counted {
+    pub labels: Vec<Label>,
+    pub forged: usize,
+}
+
 /// Writes the events of one analysed message and adds them to `new` for the projection;
-/// returns the labels of its bounced recipients. The event time is the report's
+/// returns the labels of its bounced recipients that count. The event time is the report's
 /// Last-Attempt-Date, else the message's Date, else its `received_at` (stored with it, so that a
 /// reclassify derives the very same time).
 pub(super) fn insert_events(
@@ -336,7 +354,7 @@ pub(super) fn insert_events(
     received: &Received,
     clock: &Clock,
     new: &mut Vec<NewEvent>,
-) -> anyhow::Result<Vec<Label>> {
+) -> anyhow::Result<Counted> {
     let (received_at, received_is_internal) = (&received.at, received.is_internal_date);
     let message_date = a
         .envelope
@@ -354,11 +372,13 @@ pub(super) fn insert_events(
         "INSERT INTO events (message_id, recipient_index, role, address, domain, kind, action, label,
              reason, status, reply_code, diagnostic, remote_mta, rule, original_message_id,
              original_sender, sender_domain, event_time, time_source, sort_key, phase,
-             original_recipient, final_recipient)
+             original_recipient, final_recipient, return_path, signature, forged)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-             ?21, ?22, ?23)",
+             ?21, ?22, ?23, ?24, ?25, ?26)",
     )?;
+    let return_path = a.verp.as_ref().map(|v| v.return_path.as_str());
     let mut labels = Vec::new();
+    let mut forged = 0;
     for (i, r) in a.recipients.iter().enumerate() {
         let Some(address) = normalize_address(&r.address) else {
             continue;
@@ -397,8 +417,13 @@ pub(super) fn insert_events(
             r.phase,
             r.original_recipient,
             r.final_recipient,
+            return_path,
+            r.signature,
+            r.forged,
         ])?;
-        if kind == "bounce"
+        if r.forged {
+            forged += 1;
+        } else if kind == "bounce"
             && let Some(label) = r.label
         {
             labels.push(label);
@@ -418,6 +443,7 @@ pub(super) fn insert_events(
             status: r.status.clone(),
             diagnostic: r.diagnostic.clone(),
             suppression: None,
+            forged: r.forged,
         });
     }
     // The message's own author: alive when it writes (auto-reply, a person's reply), or the
@@ -457,6 +483,9 @@ pub(super) fn insert_events(
             None::<String>,
             None::<String>,
             None::<String>,
+            return_path,
+            a.verp.as_ref().map(|v| v.signature),
+            a.verp_forged(),
         ])?;
         new.push(NewEvent {
             id: tx.last_insert_rowid(),
@@ -473,9 +502,10 @@ pub(super) fn insert_events(
             status: None,
             diagnostic: None,
             suppression: None,
+            forged: a.verp_forged(),
         });
     }
-    Ok(labels)
+    Ok(Counted { labels, forged })
 }
 
 /// The kind of one recipient's event: in a DSN each recipient has its own Action, and a

@@ -60,6 +60,7 @@ fn exchange2003(body: &str) -> Vec<Recipient> {
     let mut out = Vec::new();
     let mut current: Option<(String, String)> = None;
     for line in body.lines() {
+        crate::analysis::budget::check();
         if line.trim().is_empty() {
             if let Some((a, d)) = current.take() {
                 out.extend(text::recipient(&a, &d, "failed"));
@@ -104,6 +105,7 @@ fn admin_section(body: &str) -> Vec<Recipient> {
     let mut out = Vec::new();
     let mut current: Option<(String, String)> = None;
     for line in body.lines() {
+        crate::analysis::budget::check();
         let l = line.trim();
         if l.is_empty() {
             if let Some((a, d)) = current.take() {

@@ -136,6 +136,7 @@ fn blocks(notice: &str, failed: &[String], action: &str) -> Vec<Recipient> {
         }
     };
     for line in list.lines() {
+        crate::analysis::budget::check();
         if line.trim().is_empty() {
             if flat {
                 flush(current.take(), &mut out);

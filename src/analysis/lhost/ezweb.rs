@@ -55,6 +55,7 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     let mut recipients: Vec<Recipient> = Vec::new();
     let lines: Vec<&str> = notice.lines().map(str::trim).collect();
     for (i, line) in lines.iter().enumerate() {
+        crate::analysis::budget::check();
         if line.starts_with(">>>") || line.starts_with("<<<") {
             continue;
         }

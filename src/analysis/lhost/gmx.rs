@@ -40,6 +40,7 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
         }
     };
     for line in notice.lines().skip(1) {
+        crate::analysis::budget::check();
         let t = line.trim();
         let alone = t.trim_end_matches(':');
         let is_address = (alone.starts_with('"') && alone.ends_with('"'))

@@ -11,8 +11,10 @@
 //!    "Unknown user: ana"): the returned original's recipient with that local part, else the
 //!    local part at the reporting host's domain;
 //! 3. the returned original's `To`, when it names exactly one address;
-//! 4. a VERP return path the bounce was sent to (`bounces+ana=example.org@...` in its To,
-//!    Delivered-To, X-Original-To or Envelope-To).
+//! 4. the address the bounce was delivered to, given by the caller: the recipient of a VERP
+//!    return path of the `[verp]` config (see `analysis::verp`), or without one a guess from
+//!    a VERP-looking address (`bounces+ana=example.org@...` in its To, Delivered-To,
+//!    X-Original-To or Envelope-To: [`verp_recipient`]).
 //!
 //! When none of them names anyone, the message is still a bounce, with no recipient.
 
@@ -103,7 +105,12 @@ fn pattern(alternatives: &[&str]) -> Regex {
 }
 
 /// Reads a failure notice no template recognised; `None` when the message is no such notice.
-pub fn read(mail: &Mail<'_>) -> Option<FailureNotice> {
+/// `delivered_to` says whom the address the notice was delivered to names (asked only when
+/// the notice itself names nobody).
+pub fn read(
+    mail: &Mail<'_>,
+    delivered_to: impl FnOnce() -> Option<String>,
+) -> Option<FailureNotice> {
     let daemon = text::from_daemon(mail);
     if !(daemon || text::bounce_subject(mail) && text::from_bounce_sender(mail)) {
         return None;
@@ -141,7 +148,7 @@ pub fn read(mail: &Mail<'_>) -> Option<FailureNotice> {
         let who = named
             .or_else(single_to)
             .filter(|a| !excl.excludes(a))
-            .or_else(|| verp_recipient(mail));
+            .or_else(delivered_to);
         recipients.extend(who.and_then(|a| text::recipient(&a, &diag, action)));
     }
     // A notice that names nobody and returns no message is not to be told from a phishing
@@ -256,7 +263,12 @@ fn verp_decode(address: &str) -> Option<String> {
     let (local, _) = address.rsplit_once('@')?;
     let start = local.find(['+', '-'])?;
     let (user, domain) = local[start + 1..].rsplit_once('=')?;
-    if user.is_empty() || !domain.contains('.') {
+    // A signed return path's tag (`=example.org+k3vq7d2m`) is no part of a domain.
+    let host = |d: &str| {
+        d.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    };
+    if user.is_empty() || !domain.contains('.') || !host(domain) {
         return None;
     }
     recipient_address(&format!("{user}@{domain}"))
@@ -267,7 +279,8 @@ mod tests {
     use super::*;
 
     fn read_raw(raw: &str) -> Option<FailureNotice> {
-        read(&Mail::parse(raw.as_bytes()).unwrap())
+        let mail = Mail::parse(raw.as_bytes()).unwrap();
+        read(&mail, || verp_recipient(&mail))
     }
 
     #[test]

@@ -63,6 +63,7 @@ fn lines(notice: &str, action: &str) -> Vec<Recipient> {
     let mut blocks: Vec<String> = Vec::new();
     let mut open = false;
     for line in notice.lines() {
+        crate::analysis::budget::check();
         if line.starts_with('<') && line.contains('@') {
             blocks.push(line.trim().to_string());
             open = true;
@@ -101,6 +102,7 @@ fn session(notice: &str) -> Vec<Recipient> {
     let mut rcpts: Vec<&str> = Vec::new();
     let mut error: Option<String> = None;
     for line in notice.lines() {
+        crate::analysis::budget::check();
         let l = line.trim_start();
         if let Some(cmd) = l.strip_prefix("In:") {
             let cmd = cmd.trim_start();

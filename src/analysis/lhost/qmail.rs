@@ -34,6 +34,7 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
     let mut recipients = Vec::new();
     let mut current: Option<(&str, String)> = None;
     for line in notice.text.lines() {
+        crate::analysis::budget::check();
         let l = line.trim_end();
         if l.starts_with('<')
             && l.ends_with(':')

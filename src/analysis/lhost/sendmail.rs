@@ -214,6 +214,7 @@ fn listed(text: &str) -> Vec<(String, Option<String>)> {
     let section = section.split_once('\n').map_or("", |(_, r)| r);
     let mut out: Vec<(String, Option<String>)> = Vec::new();
     for line in section.lines() {
+        crate::analysis::budget::check();
         if line.contains("-----") {
             break;
         }
@@ -249,6 +250,7 @@ fn transcript(text: &str) -> Vec<(Option<String>, String)> {
     let mut out = Vec::new();
     let mut replies: Vec<&str> = Vec::new();
     for line in text[start + TRANSCRIPT.len()..].lines() {
+        crate::analysis::budget::check();
         let l = line.trim();
         if l.starts_with("-----") {
             break;

@@ -275,6 +275,7 @@ pub fn scan(notice: &str, excl: &Exclusions, action: &str) -> Vec<Recipient> {
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut i = 0;
     while i < lines.len() {
+        crate::analysis::budget::check();
         let line = lines[i];
         let found: Vec<String> = if is_header_line(line) {
             Vec::new()
@@ -505,6 +506,7 @@ pub fn transcript_failures(notice: &str) -> Vec<(Option<String>, String)> {
         let mut rcpts: Vec<String> = Vec::new();
         let mut last: Option<String> = None; // the last command sent
         for line in notice.lines() {
+            crate::analysis::budget::check();
             // A new session with the next MX host: what it says replaces what the last said.
             if line.contains("while talking to") {
                 rcpts.clear();

@@ -37,6 +37,7 @@ pub fn parse(mail: &Mail<'_>) -> Option<Found> {
         }
     };
     for line in notice.lines().skip(1) {
+        crate::analysis::budget::check();
         let t = line.trim();
         if t.starts_with('<') && t.ends_with(">:") {
             flush(&mut current, &mut recipients);
