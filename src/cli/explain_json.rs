@@ -12,7 +12,8 @@
 //!     "action":"failed","label":"hard","reason":"user_unknown","phase":"rcpt_to","status":"5.1.1",
 //!     "reply_code":550,"diagnostic":"...","note":null,"rule":"...","remote_mta":"...",
 //!     "original_recipient":"...","final_recipient":"...","original_message_id":"...",
-//!     "original_sender":"...","suppression_reason":null,
+//!     "original_sender":"...","suppression_reason":null,"return_path":null,"signature":null,
+//!     "forged":false,
 //!     "message":{"id":2,"kind":"bounce","source_path":"...","mailbox":null,"folder":null,"uid":null,
 //!                "received_at":"...","raw_purged_at":null}}],
 //!  "state_changes":[{"at":"...","from":"active","to":"suppressed","suppression_reason":"hard",
@@ -88,6 +89,12 @@ struct Event {
     original_message_id: Option<String>,
     original_sender: Option<String>,
     suppression_reason: Option<String>,
+    /// The VERP address the message was delivered to, when `[verp]` decoded one.
+    return_path: Option<String>,
+    /// Its tag: `valid`, `invalid`, `missing`, `none`; null without `[verp]`.
+    signature: Option<String>,
+    /// Stored as evidence, counted against nothing.
+    forged: bool,
     message: Option<Message>,
 }
 
@@ -190,7 +197,8 @@ fn explain(conn: &Connection, address: &str) -> anyhow::Result<Option<Explained>
                     e.phase, e.status, e.reply_code, e.diagnostic, e.note, e.rule, e.remote_mta,
                     e.original_recipient, e.final_recipient, e.original_message_id, e.original_sender,
                     e.suppression_reason,
-                    m.id, m.kind, m.source_path, m.mailbox, m.folder, m.uid, m.received_at, m.raw_purged_at
+                    m.id, m.kind, m.source_path, m.mailbox, m.folder, m.uid, m.received_at, m.raw_purged_at,
+                    e.return_path, e.signature, e.forged
              FROM events e LEFT JOIN messages m ON m.id = e.message_id
              WHERE e.address = ?1 ORDER BY e.event_time, e.sort_key, e.recipient_index, e.id",
         )?
@@ -229,6 +237,9 @@ fn explain(conn: &Connection, address: &str) -> anyhow::Result<Option<Explained>
                 original_message_id: r.get(17)?,
                 original_sender: r.get(18)?,
                 suppression_reason: r.get(19)?,
+                return_path: r.get(28)?,
+                signature: r.get(29)?,
+                forged: r.get(30)?,
                 message,
             })
         })?
