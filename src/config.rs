@@ -4,6 +4,12 @@
 //! [database]
 //! path = "rebound.db"        # relative to this file; default: rebound.db beside it
 //!
+//! [retention]
+//! raw_days = 90              # drop raw bytes after 90 days (facts and events stay)
+//!
+//! [hooks]
+//! on_change = ["/usr/local/bin/sync-suppressions"]
+//!
 //! [policy]
 //! soft_backoff = ["4h", "24h", "72h"]
 //! soft_limit = 3
@@ -53,6 +59,10 @@ pub struct Config {
     pub report: ReportConfig,
     /// `[alerts]`: the rates `rebound report --alert` fails on.
     pub alerts: AlertsConfig,
+    /// `[hooks]`: commands run as addresses change state (see [`crate::hooks`]).
+    pub hooks: crate::hooks::HooksConfig,
+    /// `[retention]`: when the raw bytes of old messages are dropped.
+    pub retention: crate::ledger::Retention,
     /// `[verp]`: the return paths bounces come back to, and the keys that sign them.
     pub verp: VerpConfig,
     /// Where the file was loaded from. Relative paths in it (`[database] path`, `[rules] file`,
@@ -273,6 +283,11 @@ impl Config {
         for mailbox in &mut config.mailbox {
             mailbox.resolve_paths(dir);
         }
+        config
+            .hooks
+            .validate()
+            .map_err(|e| anyhow::anyhow!("in the config file {}, {e}", path.display()))?;
+        config.hooks.resolve_paths(dir);
         if let Some(file) = config.verp.key_file.as_mut().filter(|f| f.is_relative()) {
             *file = dir.join(&*file);
         }

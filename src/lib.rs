@@ -46,17 +46,25 @@
 //! Rules are data: `src/analysis/rules/rules.toml` is compiled into the binary, ordered, first
 //! match wins. MTA-specific parsing lives in [`analysis::lhost`], one module per MTA family.
 //! [`config`] reads the one TOML file (database, policy, providers, mailboxes, report,
-//! alerts); [`cli`] holds one small module per subcommand, [`logging`] writes stderr for people
+//! alerts, hooks, retention); [`cli`] holds one small module per subcommand, [`logging`] writes stderr for people
 //! or log shippers, and `main` only parses arguments and prints errors.
+//!
+//! The way out, for the sending system: the ledger's change log (`suppression_log`, see
+//! [`ledger::changes`]) feeds `rebound export` (the list, or what changed since a cursor) and
+//! the [`hooks`] (commands run as changes are committed); [`metrics`] writes a Prometheus
+//! textfile; [`atomic_file`] is how every file other programs read is replaced.
 
 pub mod analysis;
+pub mod atomic_file;
 pub mod cli;
 pub mod config;
+pub mod hooks;
 pub mod imap;
 pub mod ingest;
 pub mod input;
 pub mod ledger;
 pub mod logging;
+pub mod metrics;
 pub mod sends;
 
 pub use analysis::{Analysis, Kind, Label, Reason, Recipient};

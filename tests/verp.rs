@@ -232,6 +232,42 @@ fn a_forward_is_keyed_on_the_verp_address_and_keeps_the_other() {
     );
 }
 
+/// A forged bounce changes no state, so it never reaches the change log: the export after it
+/// is empty, while the genuine bounce is an addition; `explain --json` shows the flag.
+#[test]
+fn a_forged_bounce_never_reaches_the_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    let cfgs = cfg.to_str().unwrap();
+    let forged = tampered(dir.path(), "nobody-notice.eml", "fjsjyka5", "fjsjyka6");
+    ingest(&cfg, &[&forged]);
+    let out = rebound(&["export", "--config", cfgs, "--since", "0"]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), "");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cursor: 0"));
+    let out = rebound(&["explain", "--config", cfgs, "--json", "dana@example.org"]);
+    let x: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let e = &x["events"][0];
+    assert_eq!(
+        (&e["forged"], &e["signature"]),
+        (&true.into(), &"invalid".into())
+    );
+    assert!(
+        e["return_path"]
+            .as_str()
+            .unwrap()
+            .starts_with("bounces+dana=example.org+")
+    );
+
+    ingest(&cfg, &[&sample("nobody-notice.eml")]);
+    let out = rebound(&["export", "--config", cfgs, "--since", "0"]);
+    let line: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(
+        (&line["op"], &line["address"], &line["reason"]),
+        (&"add".into(), &"dana@example.org".into(), &"hard".into())
+    );
+}
+
 #[test]
 fn a_tampered_tag_changes_no_state_and_shows_as_forged() {
     let dir = tempfile::tempdir().unwrap();

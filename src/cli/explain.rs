@@ -1,5 +1,6 @@
 //! `rebound explain ADDRESS`: the address's state, its evidence (every event, oldest first)
-//! and every state change with the policy rule that fired.
+//! and every state change with the policy rule that fired. `--json`: the same as one JSON
+//! object (`explain_json`).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -10,10 +11,13 @@ use super::LedgerArgs;
 use crate::analysis::Signature;
 use crate::ledger::normalize_address;
 
-pub fn run(args: &LedgerArgs, address: &str) -> anyhow::Result<ExitCode> {
+pub fn run(args: &LedgerArgs, address: &str, json: bool) -> anyhow::Result<ExitCode> {
     let (_, ledger) = args.open_existing()?;
     let conn = ledger.connection();
     let address = normalize_address(address).unwrap_or_else(|| address.to_lowercase());
+    if json {
+        return super::explain_json::print(conn, &address);
+    }
     type Row = (
         String,
         String,
@@ -140,7 +144,8 @@ pub fn run(args: &LedgerArgs, address: &str) -> anyhow::Result<ExitCode> {
     writeln!(out, "\nevents (oldest first):")?;
     let mut events = conn.prepare(
         "SELECT e.id, e.event_time, e.role, e.kind, e.label, e.reason, e.status, e.rule,
-                coalesce(e.diagnostic, e.note), coalesce(m.source_path, m.mailbox || '/' || m.folder || ' uid ' || m.uid),
+                coalesce(e.diagnostic, e.note), coalesce(m.source_path, m.mailbox || '/' || m.folder || ' uid ' || m.uid)
+                    || coalesce(' (raw bytes purged ' || m.raw_purged_at || ')', ''),
                 e.phase, e.original_recipient, e.final_recipient, e.return_path, e.signature,
                 e.forged
          FROM events e LEFT JOIN messages m ON m.id = e.message_id

@@ -4,9 +4,12 @@
 mod check;
 mod classify;
 mod explain;
+mod explain_json;
+mod export;
 mod ingest;
 mod output;
 mod poll;
+mod purge;
 mod reactivate;
 mod rebuild;
 mod reclassify;
@@ -14,6 +17,8 @@ mod report;
 mod sends;
 mod show_raw;
 mod summary;
+mod suppress;
+mod upkeep;
 mod verp;
 mod watch;
 
@@ -63,6 +68,9 @@ pub enum Command {
     Ingest {
         #[command(flatten)]
         ledger: LedgerArgs,
+        /// Write a Prometheus textfile (node_exporter's textfile collector) after the run.
+        #[arg(long, value_name = "PATH")]
+        metrics_file: Option<PathBuf>,
         /// `.eml` files, directories (walked recursively, Maildirs included) or mbox files.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -95,7 +103,38 @@ pub enum Command {
     Explain {
         #[command(flatten)]
         ledger: LedgerArgs,
+        /// One JSON object (stable field names) instead of text.
+        #[arg(long)]
+        json: bool,
         address: String,
+    },
+    /// Print the suppression list for the sending system (whole, or what changed since a
+    /// cursor): jsonl, json, csv, or a Postfix access map.
+    Export {
+        #[command(flatten)]
+        args: export::ExportArgs,
+    },
+    /// Suppress addresses by hand (audited, like reactivate; lifted only by reactivate --force).
+    Suppress {
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        /// The addresses (ones the ledger has never seen too).
+        #[arg(required = true)]
+        addresses: Vec<String>,
+        #[arg(long, value_enum, default_value_t = suppress::OperatorReason::Manual)]
+        reason: suppress::OperatorReason,
+        /// Why, for the audit trail.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Drop the raw bytes of messages older than the config's retention allows (facts and
+    /// events stay).
+    Purge {
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        /// Only count what would be dropped.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Return a soft-limited or quarantined address to active (audited).
     Reactivate {
@@ -201,12 +240,12 @@ impl LedgerArgs {
     /// Like [`LedgerArgs::open`], for a command that analyses and writes messages: the
     /// config's analysis settings (rule table, `[verp]` with its keys), and the ledger opened
     /// to record their fingerprint with every message.
-    pub fn open_for_analysis(&self) -> anyhow::Result<(crate::analysis::Settings, Ledger)> {
+    pub fn open_for_analysis(&self) -> anyhow::Result<(Config, crate::analysis::Settings, Ledger)> {
         let config = Config::load_or_default(self.config.as_deref())?;
         let settings = config.settings()?;
         let path = config.database_path(self.db.as_deref());
         let ledger = Ledger::open(&path, config.policy.clone(), settings.fingerprint())?;
-        Ok((settings, ledger))
+        Ok((config, settings, ledger))
     }
 
     /// Like [`LedgerArgs::open`], but refuses to create a ledger that does not exist (reports
@@ -248,13 +287,29 @@ fn command(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = crate::config::Config::load_or_default(config.as_deref())?;
             classify::run(&paths, json, &config.settings()?)
         }
-        Command::Ingest { ledger, paths } => ingest::run(&ledger, &paths),
+        Command::Ingest {
+            ledger,
+            metrics_file,
+            paths,
+        } => ingest::run(&ledger, &paths, metrics_file.as_deref()),
         Command::Reclassify { ledger, since, all } => {
             reclassify::run(&ledger, since.as_deref(), all)
         }
         Command::Rebuild { ledger } => rebuild::run(&ledger),
         Command::ShowRaw { ledger, id } => show_raw::run(&ledger, id),
-        Command::Explain { ledger, address } => explain::run(&ledger, &address),
+        Command::Explain {
+            ledger,
+            json,
+            address,
+        } => explain::run(&ledger, &address, json),
+        Command::Export { args } => export::run(&args),
+        Command::Suppress {
+            ledger,
+            addresses,
+            reason,
+            note,
+        } => suppress::run(&ledger, &addresses, reason, &note),
+        Command::Purge { ledger, dry_run } => purge::run(&ledger, dry_run),
         Command::Reactivate {
             ledger,
             address,

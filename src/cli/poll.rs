@@ -1,7 +1,8 @@
 //! `rebound poll`: read every configured mailbox once, ingest what is new, apply the action,
 //! print one line per mailbox, exit. Exit code 0 when every mailbox was read completely, 1 when
 //! one could not be reached, authenticated, locked or read to the end (the others are still
-//! done).
+//! done). The config's hooks run as batches are committed; at the end, retention's purge and
+//! (`--metrics-file`) the metrics file.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use tracing::Instrument;
 
 use crate::analysis::Settings;
 use crate::config::Config;
+use crate::hooks::{self, Pace};
 use crate::imap::{self, Action, MailboxConfig, MailboxReport, PollOptions, Sink};
 use crate::ingest;
 use crate::ledger::{FolderState, Ledger, RunSummary};
@@ -32,6 +34,10 @@ pub struct PollArgs {
     /// Seconds to wait for another run holding a mailbox's lock before skipping it.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub lock_wait: u64,
+    /// Write a Prometheus textfile (node_exporter's textfile collector) after the run (watch:
+    /// after its rounds, at most every 10 s; not with --dry-run).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// The loaded config, its mailboxes (filtered by `--mailbox`) and the database path.
@@ -62,6 +68,7 @@ pub(crate) fn load(
 }
 
 pub fn run(args: &PollArgs, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let begun = std::time::Instant::now();
     let (cfg, mailboxes, db_path) = load(&args.config, args.db.as_deref(), &args.mailbox)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let reports = runtime.block_on(poll_all(
@@ -81,6 +88,14 @@ pub fn run(args: &PollArgs, dry_run: bool) -> anyhow::Result<ExitCode> {
         ))?;
         ok &= !r.failed;
     }
+    if let Some(file) = args.metrics_file.as_deref().filter(|_| !dry_run) {
+        let run = crate::metrics::RunFacts {
+            command: "poll",
+            duration: begun.elapsed(),
+            errors: reports.iter().map(|r| r.errors.len() as u64).sum(),
+        };
+        super::upkeep::metrics(&db_path, file, Some(&run), &cfg.hooks.hooks());
+    }
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
@@ -98,9 +113,10 @@ async fn poll_all(
     lock_wait: Duration,
 ) -> anyhow::Result<Vec<MailboxReport>> {
     let settings = cfg.settings()?;
-    let (sink, thread) = if dry_run {
+    let (sink, thread, writer) = if dry_run {
         (
             Sink::DryRun(Arc::new(dry_run_progress(db_path, mailboxes)?)),
+            None,
             None,
         )
     } else {
@@ -113,8 +129,11 @@ async fn poll_all(
                 .any(|m| matches!(m.action, Action::Move | Action::Delete)),
         )?;
         let (writer, thread) = ingest::writer::start(ledger)?;
-        (Sink::Ledger(writer), Some(thread))
+        (Sink::Ledger(writer.clone()), Some(thread), Some(writer))
     };
+    let hooks = writer
+        .as_ref()
+        .and_then(|w| hooks::start(&cfg.hooks, w, db_path, Pace::Run));
     let mut tasks = Vec::new();
     for mb in mailboxes.iter().cloned() {
         let (sink, settings, db_path) = (sink.clone(), settings.clone(), db_path.to_path_buf());
@@ -143,6 +162,12 @@ async fn poll_all(
             r.failed = true;
             r
         }));
+    }
+    if let Some(hooks) = hooks {
+        hooks.finish().await;
+    }
+    if let Some(writer) = writer {
+        super::upkeep::purge(&writer, &cfg.retention).await;
     }
     if let Some(thread) = thread {
         // Every handle on the writer is gone with the tasks: it finishes what it was sent.

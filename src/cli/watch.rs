@@ -8,6 +8,10 @@
 //! any time when each folder was last read fine, and a watch killed outright leaves open rows
 //! that the next run marks aborted. Rows are written by the ledger's writer thread, like
 //! everything else (see `crate::ingest`), in the order each folder's rounds end.
+//!
+//! Beside the folders: the config's hooks (as changes are committed, and every minute),
+//! retention's purge (at the start and every hour), and with `--metrics-file` the metrics file
+//! (after rounds, at most every 10 s, and at the end).
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -39,6 +43,20 @@ pub fn run(args: &PollArgs) -> anyhow::Result<ExitCode> {
         for mb in &mailboxes {
             locks.push(imap::lock::acquire(&db_path, &mb.name, Duration::from_secs(args.lock_wait)).await?);
         }
+        let hooks = crate::hooks::start(&cfg.hooks, &writer, &db_path, crate::hooks::Pace::Watch);
+        let metrics = args
+            .metrics_file
+            .as_deref()
+            .map(|file| super::upkeep::MetricsTask::start(&db_path, file, cfg.hooks.hooks()));
+        let purger = {
+            let (writer, retention) = (writer.clone(), cfg.retention.clone());
+            tokio::spawn(async move {
+                loop {
+                    super::upkeep::purge(&writer, &retention).await;
+                    tokio::time::sleep(PURGE_EVERY).await;
+                }
+            })
+        };
         let out = Arc::new(Mutex::new(Lines::new()));
         // Set when a run could not be recorded: the watch goes on, but ends with exit 1.
         let unrecorded = Arc::new(AtomicBool::new(false));
@@ -53,6 +71,7 @@ pub fn run(args: &PollArgs) -> anyhow::Result<ExitCode> {
             }
             all_runs.push((mb.name.clone(), runs.clone()));
             let (recorder, out, unrecorded) = (writer.clone(), out.clone(), unrecorded.clone());
+            let pinger = metrics.as_ref().map(|m| m.pinger());
             let name = mb.name.clone();
             let on_report: imap::watch::OnReport = Arc::new(move |report: MailboxReport| {
                 let eventful = report.new > 0 || report.duplicates > 0 || report.failed || !report.errors.is_empty();
@@ -60,10 +79,14 @@ pub fn run(args: &PollArgs) -> anyhow::Result<ExitCode> {
                     tracing::error!("could not print the summary line: {e}");
                 }
                 let (runs, recorder, unrecorded) = (runs.clone(), recorder.clone(), unrecorded.clone());
+                let pinger = pinger.clone();
                 async move {
                     if let Err(e) = runs.record(&recorder, &report, eventful).await {
                         tracing::error!("could not record the run in the ledger: {e:#}");
                         unrecorded.store(true, Ordering::SeqCst);
+                    }
+                    if let Some(p) = pinger {
+                        p.notify_one();
                     }
                 }
                 .boxed()
@@ -73,6 +96,9 @@ pub fn run(args: &PollArgs) -> anyhow::Result<ExitCode> {
             tasks.push(tokio::spawn(
                 imap::watch::watch_mailbox(mb, sink, settings.clone(), stop_rx.clone(), on_report).instrument(span),
             ));
+        }
+        if let Some(m) = &metrics {
+            m.ping();
         }
         tracing::info!("watching {} mailbox(es); SIGINT or SIGTERM to stop", mailboxes.len());
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -93,6 +119,15 @@ pub fn run(args: &PollArgs) -> anyhow::Result<ExitCode> {
                 unrecorded.store(true, Ordering::SeqCst);
             }
         }
+        purger.abort();
+        if let Some(hooks) = hooks {
+            hooks.finish().await;
+        }
+        if let (Some(m), Some(file)) = (metrics, args.metrics_file.as_deref()) {
+            m.stop();
+            let (d, f, h) = (db_path.clone(), file.to_path_buf(), cfg.hooks.hooks());
+            let _ = tokio::task::spawn_blocking(move || super::upkeep::metrics(&d, &f, None, &h)).await;
+        }
         drop(locks);
         Ok::<_, anyhow::Error>(if stopped && !unrecorded.load(Ordering::SeqCst) {
             ExitCode::SUCCESS
@@ -105,6 +140,9 @@ pub fn run(args: &PollArgs) -> anyhow::Result<ExitCode> {
     thread.join()?;
     Ok(code)
 }
+
+/// How often a watch purges what retention says is due.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 /// The open `runs` row of each folder of one mailbox. Each folder's task records its own
 /// rounds, one after the other; the lock is never held across a write.

@@ -26,6 +26,8 @@ const TOP_LEVEL: &[(&str, &str)] = &[
     ("providers", "[providers]"),
     ("report", "[report]"),
     ("alerts", "[alerts]"),
+    ("hooks", "[hooks]"),
+    ("retention", "[retention]"),
 ];
 
 /// Words that make a key look like it holds a secret, matched as parts of the key

@@ -157,7 +157,7 @@ async fn run_command(command: &str, cfg: &MailboxConfig) -> anyhow::Result<Strin
 
 /// SIGKILL to every process of a group (the group of a command started with
 /// `process_group(0)`: its id is the command's pid). A group already gone is not an error.
-fn kill_group(group: u32) {
+pub(crate) fn kill_group(group: u32) {
     #[cfg(unix)]
     if let Ok(group) = i32::try_from(group)
         && group > 1

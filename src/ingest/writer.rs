@@ -7,6 +7,10 @@
 //! watermark must never pass a message that is not stored, until the worker says it starts
 //! over ([`Writer::resume`]). Callers never hold the ledger, so no lock is ever held across an
 //! await or a commit.
+//!
+//! After each commit the writer publishes the head of the ledger's change log
+//! (`suppression_log`, see [`Writer::log_head`]): the hooks of `crate::hooks` wake up on it and
+//! read the new rows through [`Writer::call`], off this thread.
 
 use std::collections::{HashSet, VecDeque};
 use std::thread::JoinHandle;
@@ -47,6 +51,7 @@ const QUEUE: usize = 4;
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Request>,
+    log_head: tokio::sync::watch::Receiver<i64>,
 }
 
 /// The writer thread itself.
@@ -90,10 +95,11 @@ fn stopped() -> anyhow::Error {
 /// Starts the writer thread with the ledger it owns from now on.
 pub fn start(ledger: Ledger) -> anyhow::Result<(Writer, WriterThread)> {
     let (tx, rx) = mpsc::channel(QUEUE);
+    let (head_tx, log_head) = tokio::sync::watch::channel(ledger.log_head()?);
     let handle = std::thread::Builder::new()
         .name("ledger-writer".into())
-        .spawn(move || serve(ledger, rx))?;
-    Ok((Writer { tx }, WriterThread { handle }))
+        .spawn(move || serve(ledger, rx, head_tx))?;
+    Ok((Writer { tx, log_head }, WriterThread { handle }))
 }
 
 /// Most messages written in one transaction when several batches wait: a commit and the index
@@ -107,7 +113,11 @@ struct Queued {
     reply: oneshot::Sender<BatchResult>,
 }
 
-fn serve(mut ledger: Ledger, mut rx: mpsc::Receiver<Request>) {
+fn serve(
+    mut ledger: Ledger,
+    mut rx: mpsc::Receiver<Request>,
+    log_head: tokio::sync::watch::Sender<i64>,
+) {
     let mut stopped: VecDeque<Stream> = VecDeque::new();
     // A request taken from the channel while grouping writes, served next.
     let mut next: Option<Request> = None;
@@ -154,8 +164,22 @@ fn serve(mut ledger: Ledger, mut rx: mpsc::Receiver<Request>) {
                 write_group(&mut ledger, group, &mut stopped);
                 progress.add(messages, started.elapsed());
             }
-            Request::Resume { stream } => stopped.retain(|s| *s != stream),
+            Request::Resume { stream } => {
+                stopped.retain(|s| *s != stream);
+                continue;
+            }
             Request::Call(job) => job(&mut ledger),
+        }
+        // What was just committed may have changed addresses: say so to whoever listens.
+        match ledger.log_head() {
+            Ok(head) => {
+                log_head.send_if_modified(|h| {
+                    let moved = *h != head;
+                    *h = head;
+                    moved
+                });
+            }
+            Err(e) => tracing::warn!("could not read the change log's head: {e:#}"),
         }
     }
     progress.done();
@@ -378,6 +402,12 @@ impl Writer {
     /// See [`Ledger::sync_every_commit`].
     pub fn sync_every_commit_blocking(&self, yes: bool) -> anyhow::Result<()> {
         self.call_blocking(move |l| l.sync_every_commit(yes))
+    }
+
+    /// The id of the newest row of the ledger's change log, updated after every commit: wait
+    /// on it (`changed()`) to hear of new changes of addresses.
+    pub fn log_head(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.log_head.clone()
     }
 
     /// Runs `f` on the writer thread, after everything queued before it, and returns what it

@@ -20,14 +20,18 @@
 //! fold of events into states), [`providers`] (the domain → mailbox provider map), [`sends`]
 //! (what was sent: the denominator of the rates, and what was imported), [`percent`], [`raw`]
 //! (stored bytes), [`vocabulary`] (the words as SQL), [`origin`], `reactivate`, `reclassify`,
-//! `run` (the `runs` table), [`time`].
+//! `run` (the `runs` table), [`time`]; the way out: [`changes`] (the change log, exports, hook
+//! cursors), [`operator`] (`rebound suppress`), [`retention`] (purging old raw bytes).
 
+pub mod changes;
+pub mod operator;
 pub mod origin;
 pub mod percent;
 pub mod policy;
 pub mod projection;
 pub mod providers;
 pub mod raw;
+pub mod retention;
 pub mod schema;
 pub mod sends;
 pub mod span;
@@ -44,10 +48,13 @@ use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
 
+pub use changes::{ExportEntry, ExportQuery, LoggedChange, Op};
+pub use operator::Suppressed;
 pub use origin::{FolderState, Origin};
 pub use policy::{Policy, State, SuppressionReason};
 pub use raw::{RawEncoding, StoredRaw};
 pub use reclassify::ReclassifyReport;
+pub use retention::{Purged, Retention};
 pub use run::RunSummary;
 pub use vocabulary::Role;
 pub use write::{Clock, Outcome, Prepared};
@@ -259,6 +266,7 @@ impl Ledger {
             reason: None,
             status: None,
             diagnostic: Some(note.clone()),
+            suppression: None,
             forged: false,
         };
         projection::apply(&tx, &self.policy, &[event], &Clock::now())?;

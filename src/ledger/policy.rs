@@ -240,6 +240,9 @@ pub enum Signal {
     Alive,
     /// An operator returned the address to active (`rebound reactivate`).
     Reactivate,
+    /// An operator suppressed the address (`rebound suppress`), for this reason (`manual`,
+    /// `complaint` or `unsubscribe`: permanent, like the evidence of a bounce).
+    Suppress(SuppressionReason),
     /// Recorded, never counted (delay, auto-reply to someone else, other).
     Neutral,
 }
@@ -333,7 +336,7 @@ pub struct Change {
     pub suppression_reason: Option<SuppressionReason>,
     /// Stable id of the policy rule: `hard`, `invalid`, `provider_quarantine`, `soft_retry`,
     /// `soft_limit_count`, `soft_limit_spread`, `complaint`, `unsubscribe`, `alive`,
-    /// `manual_reactivate`.
+    /// `manual_reactivate`, `manual_suppress`.
     pub rule: &'static str,
     /// The numbers behind the rule, for people.
     pub detail: String,
@@ -613,6 +616,19 @@ impl AddressFold {
                     "manual_reactivate",
                     "reactivated by an operator".into(),
                 );
+            }
+            Signal::Suppress(why) => {
+                // Like any permanent reason: it replaces a soft-limit suppression, never another
+                // permanent one (the first fact stays the evidence; the event is kept anyway).
+                if !permanently_suppressed {
+                    let detail = match f.diagnostic.as_deref() {
+                        Some(note) => {
+                            format!("suppressed by an operator ({}): {note}", why.as_str())
+                        }
+                        None => format!("suppressed by an operator ({})", why.as_str()),
+                    };
+                    set(p, State::Suppressed, Some(why), "manual_suppress", detail);
+                }
             }
             Signal::Neutral => {}
         }
@@ -1071,6 +1087,69 @@ mod tests {
         assert_eq!(
             replay_address(&pol, "example.org", &evs).state,
             State::Active
+        );
+    }
+
+    #[test]
+    fn an_operator_suppression_is_permanent_and_keeps_an_earlier_permanent_reason() {
+        let pol = Policy::default();
+        let by_hand = |id, h, why| fact(id, h, Signal::Suppress(why), "");
+        let p = replay_address(
+            &pol,
+            "example.org",
+            &[by_hand(1, 0, SuppressionReason::Complaint)],
+        );
+        assert_eq!(
+            (p.state, p.suppression_reason, p.changes[0].rule),
+            (
+                State::Suppressed,
+                Some(SuppressionReason::Complaint),
+                "manual_suppress"
+            )
+        );
+        // A sign of life does not lift it; a reactivation does.
+        let p = replay_address(
+            &pol,
+            "example.org",
+            &[
+                by_hand(1, 0, SuppressionReason::Manual),
+                fact(2, 1, Signal::Alive, ""),
+            ],
+        );
+        assert_eq!(p.suppression_reason, Some(SuppressionReason::Manual));
+        let p = replay_address(
+            &pol,
+            "example.org",
+            &[
+                by_hand(1, 0, SuppressionReason::Manual),
+                fact(2, 1, Signal::Reactivate, ""),
+            ],
+        );
+        assert_eq!(p.state, State::Active);
+        // Over a soft limit it says more; over a hard bounce it changes nothing.
+        let s = |id, h| fact(id, h, Signal::Bounce(Label::Soft), "4.2.2");
+        let p = replay_address(
+            &pol,
+            "example.org",
+            &[
+                s(1, 0),
+                s(2, 1),
+                s(3, 2),
+                by_hand(4, 3, SuppressionReason::Unsubscribe),
+            ],
+        );
+        assert_eq!(p.suppression_reason, Some(SuppressionReason::Unsubscribe));
+        let p = replay_address(
+            &pol,
+            "example.org",
+            &[
+                fact(1, 0, Signal::Bounce(Label::Hard), "5.1.1"),
+                by_hand(2, 1, SuppressionReason::Manual),
+            ],
+        );
+        assert_eq!(
+            (p.suppression_reason, p.changes.len()),
+            (Some(SuppressionReason::Hard), 1)
         );
     }
 

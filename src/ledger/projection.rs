@@ -17,6 +17,13 @@
 //! every one, so that the projection never depends on the order messages arrived in. A
 //! property test checks that any arrival order and any split into batches give exactly the
 //! full replay.
+//!
+//! Every write of an address compares what senders see of it ([`Visible`]: its state and
+//! suppression reason) before and after, and appends a row to `suppression_log` when they
+//! differ, in the same transaction: the net change of a step, a replay or a rebuild, never the
+//! steps in between and never a replay that ends where it began. The log is not part of the
+//! projection (a rebuild does not rewrite it); folded per address it gives the `addresses`
+//! table, which a property test checks too.
 
 use std::collections::BTreeMap;
 
@@ -25,7 +32,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::policy::{
-    AddressFold, Change, Fact, PauseFact, PauseFold, PausePolicy, PauseStep, Policy, Signal,
+    AddressFold, Change, Fact, PauseFact, PauseFold, PausePolicy, PauseStep, Policy, Signal, State,
+    SuppressionReason,
 };
 use super::time;
 use super::vocabulary::Role;
@@ -50,6 +58,8 @@ pub struct NewEvent {
     pub reason: Option<Reason>,
     pub status: Option<String>,
     pub diagnostic: Option<String>,
+    /// The reason an operator gave with `rebound suppress` (`events.suppression_reason`).
+    pub suppression: Option<SuppressionReason>,
     /// Evidence that counts against nothing (`events.forged`): folded as neutral, never
     /// counted toward a pause.
     pub forged: bool,
@@ -78,6 +88,13 @@ impl NewEvent {
                 if self.action.as_ref().map(Action::as_str) == Some("reactivate") =>
             {
                 Signal::Reactivate
+            }
+            (Role::Operator, _) if self.action.as_ref().map(Action::as_str) == Some("suppress") => {
+                Signal::Suppress(
+                    self.suppression
+                        .filter(|r| r.is_permanent())
+                        .unwrap_or(SuppressionReason::Manual),
+                )
             }
             (Role::Sender, "auto_reply" | "other") => Signal::Alive,
             (Role::Sender | Role::Recipient, "unsubscribe") => Signal::Unsubscribe,
@@ -373,6 +390,7 @@ fn step_address(
     clock: &Clock,
 ) -> anyhow::Result<()> {
     let domain = &events[0].domain;
+    let before = Visible::of(&stored.fold);
     let mut changes = Vec::new();
     let mut last_bounce: Option<&NewEvent> = None;
     for e in events {
@@ -391,7 +409,15 @@ fn step_address(
         diagnostic: e.diagnostic.clone(),
     });
     write_address(conn, policy, address, domain, &stored, last.as_ref(), clock)?;
-    insert_changes(conn, address, &changes)
+    insert_changes(conn, address, &changes)?;
+    log_change(
+        conn,
+        address,
+        before,
+        Visible::of(&stored.fold),
+        changes.last(),
+        clock,
+    )
 }
 
 /// The last bounce of an address, for its `last_*` columns.
@@ -412,10 +438,24 @@ pub fn replay_address(
     address: &str,
     clock: &Clock,
 ) -> anyhow::Result<()> {
+    let before = Visible::stored(conn, address)?;
+    replay_address_from(conn, policy, address, clock, before)
+}
+
+/// [`replay_address`] of an address that looked like `before` to senders (what the log
+/// compares the replay's end with).
+fn replay_address_from(
+    conn: &Connection,
+    policy: &Policy,
+    address: &str,
+    clock: &Clock,
+    before: Visible,
+) -> anyhow::Result<()> {
     let rows: Vec<NewEvent> = conn
         .prepare_cached(
             "SELECT id, event_time, role, kind, action, label, reason, status,
-                    coalesce(diagnostic, note), domain, sort_key, recipient_index, forged
+                    coalesce(diagnostic, note), domain, sort_key, recipient_index, suppression_reason,
+                    forged
              FROM events WHERE address = ?1
              ORDER BY event_time, sort_key, recipient_index, id",
         )?
@@ -433,7 +473,8 @@ pub fn replay_address(
                 domain: r.get(9)?,
                 sort_key: r.get(10)?,
                 index: r.get(11)?,
-                forged: r.get(12)?,
+                suppression: r.get(12)?,
+                forged: r.get(13)?,
                 address: address.to_string(),
             })
         })?
@@ -443,7 +484,7 @@ pub fn replay_address(
     let Some(first) = rows.first() else {
         conn.prepare_cached("DELETE FROM addresses WHERE address = ?1")?
             .execute([address])?;
-        return Ok(());
+        return log_change(conn, address, before, Visible::ACTIVE, None, clock);
     };
     let domain = first.domain.clone();
     let mut stored = StoredFold {
@@ -484,7 +525,98 @@ pub fn replay_address(
         last.is_none(),
         clock,
     )?;
-    insert_changes(conn, address, &changes)
+    insert_changes(conn, address, &changes)?;
+    log_change(
+        conn,
+        address,
+        before,
+        Visible::of(&stored.fold),
+        changes.last(),
+        clock,
+    )
+}
+
+/// An address as a sending system sees it: its state and suppression reason. An address the
+/// ledger does not hold is active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Visible {
+    pub state: State,
+    pub reason: Option<SuppressionReason>,
+}
+
+impl Visible {
+    pub const ACTIVE: Visible = Visible {
+        state: State::Active,
+        reason: None,
+    };
+
+    fn of(fold: &AddressFold) -> Visible {
+        Visible {
+            state: fold.state,
+            reason: fold.suppression_reason,
+        }
+    }
+
+    /// What the `addresses` row says now ([`Visible::ACTIVE`] without a row).
+    fn stored(conn: &Connection, address: &str) -> anyhow::Result<Visible> {
+        Ok(conn
+            .prepare_cached("SELECT state, suppression_reason FROM addresses WHERE address = ?1")?
+            .query_row([address], |r| {
+                Ok(Visible {
+                    state: r.get(0)?,
+                    reason: r.get(1)?,
+                })
+            })
+            .optional()?
+            .unwrap_or(Visible::ACTIVE))
+    }
+}
+
+/// Appends the net change of an address to `suppression_log`, when there is one. `last` is
+/// the last state change the fold made: the rule and event that brought the address where it
+/// is now (none when a replay found nothing that moves it from active).
+fn log_change(
+    conn: &Connection,
+    address: &str,
+    before: Visible,
+    after: Visible,
+    last: Option<&Change>,
+    clock: &Clock,
+) -> anyhow::Result<()> {
+    if before == after {
+        return Ok(());
+    }
+    // The last change made is the one that led to the state the fold ends in.
+    let last = last.filter(|c| c.to == after.state && c.suppression_reason == after.reason);
+    let mailbox: Option<String> = match last {
+        Some(c) => conn
+            .prepare_cached(
+                "SELECT CASE WHEN m.id IS NULL THEN NULL ELSE coalesce(m.mailbox, 'files') END
+                 FROM events e LEFT JOIN messages m ON m.id = e.message_id WHERE e.id = ?1",
+            )?
+            .query_row([c.event_id], |r| r.get(0))
+            .optional()?
+            .flatten(),
+        None => None,
+    };
+    conn.prepare_cached(
+        "INSERT INTO suppression_log (address, old_state, old_reason, new_state, suppression_reason,
+             rule, event_id, event_time, mailbox, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        address,
+        before.state,
+        before.reason,
+        after.state,
+        after.reason,
+        last.map(|c| c.rule),
+        last.map(|c| c.event_id),
+        last.map(|c| time::format(c.at)),
+        mailbox,
+        clock.text,
+    ])?;
+    Ok(())
 }
 
 /// Writes an address's row from its fold; `last` replaces the `last_*` columns (a step that
@@ -865,6 +997,21 @@ fn save_pause_fold(
 /// a changed policy, a ledger from before the stored folds).
 pub fn rebuild_all(conn: &Connection, policy: &Policy) -> anyhow::Result<()> {
     let clock = Clock::now();
+    // What senders saw before: the log records the rebuild's net differences only.
+    let mut before: std::collections::HashMap<String, Visible> = conn
+        .prepare(
+            "SELECT address, state, suppression_reason FROM addresses WHERE state <> 'active'",
+        )?
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Visible {
+                    state: r.get(1)?,
+                    reason: r.get(2)?,
+                },
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
     conn.execute_batch(
         "DELETE FROM state_changes; DELETE FROM addresses; DELETE FROM domain_pauses;
          DELETE FROM pause_folds; DELETE FROM provider_domains;",
@@ -879,7 +1026,14 @@ pub fn rebuild_all(conn: &Connection, policy: &Policy) -> anyhow::Result<()> {
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for a in &addresses {
-        replay_address(conn, policy, a, &clock)?;
+        let was = before.remove(a).unwrap_or(Visible::ACTIVE);
+        replay_address_from(conn, policy, a, &clock, was)?;
+    }
+    // Addresses whose events are all gone (a reclassify found nobody in their messages).
+    let mut gone: Vec<(String, Visible)> = before.into_iter().collect();
+    gone.sort_by(|a, b| a.0.cmp(&b.0));
+    for (a, was) in gone {
+        log_change(conn, &a, was, Visible::ACTIVE, None, &clock)?;
     }
     let domains: Vec<(String, String)> = conn
         .prepare(

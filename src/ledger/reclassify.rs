@@ -5,7 +5,8 @@
 //! parser) decided are re-derived: each message stores the fingerprint of the settings that
 //! classified it ([`crate::analysis::Settings::fingerprint`]). `--all`
 //! re-derives every one. Messages stored because they could not be fetched whole are left
-//! alone: their bytes may be partial, and their error is the evidence.
+//! alone: their bytes may be partial, and their error is the evidence. Messages whose raw bytes
+//! retention has purged cannot be re-derived: they keep their events and are counted apart.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,6 +25,9 @@ pub struct ReclassifyReport {
     pub messages: u64,
     /// Messages decided by the current rule table and parser, left as they were.
     pub current: u64,
+    /// Messages that would have been re-derived, but whose raw bytes were purged (retention):
+    /// left as they were.
+    pub raw_purged: u64,
     pub events_before: u64,
     pub events_after: u64,
     /// (old kind, new kind) → messages.
@@ -41,6 +45,13 @@ impl fmt::Display for ReclassifyReport {
             "re-analysed {} messages decided by an older rule table or parser ({} already current, left as they were): {} events before, {} after",
             self.messages, self.current, self.events_before, self.events_after
         )?;
+        if self.raw_purged > 0 {
+            writeln!(
+                f,
+                "{} messages could not be re-derived: their raw bytes were purged (see [retention]); their events are kept as they were",
+                self.raw_purged
+            )?;
+        }
         for ((a, b), n) in &self.kind_changes {
             writeln!(f, "{n} messages {a} → {b}")?;
         }
@@ -110,10 +121,10 @@ pub fn run(
     let clock = Clock::now();
 
     #[allow(clippy::type_complexity)]
-    let messages: Vec<(i64, String, String, bool, String, bool)> = tx
+    let messages: Vec<(i64, String, String, bool, String, bool, bool)> = tx
         .prepare(
             "SELECT id, sha256, received_at, internal_date IS NOT NULL, kind,
-                    ?2 OR rules IS NOT ?3 OR parser_version IS NOT ?4
+                    ?2 OR rules IS NOT ?3 OR parser_version IS NOT ?4, raw_purged_at IS NOT NULL
              FROM messages
              WHERE fetch_failed = 0 AND (?1 IS NULL OR received_at >= ?1) ORDER BY id",
         )?
@@ -127,14 +138,19 @@ pub fn run(
                     r.get(3)?,
                     r.get(4)?,
                     r.get(5)?,
+                    r.get(6)?,
                 ))
             },
         )?
         .collect::<Result<_, _>>()?;
     let mut new_events = Vec::new();
-    for (id, sha, received_at, internal, old_kind, stale) in messages {
+    for (id, sha, received_at, internal, old_kind, stale, purged) in messages {
         if !stale {
             report.current += 1;
+            continue;
+        }
+        if purged {
+            report.raw_purged += 1;
             continue;
         }
         let (bytes, encoding, size): (Vec<u8>, Option<String>, i64) = tx.query_row(

@@ -11,7 +11,9 @@
 //!   (`kind = 'manual'`, no message), so that they survive every rebuild.
 //! - projection (`addresses`, `state_changes`, `domain_pauses`): a pure function of the events
 //!   under the policy, recomputed per affected address / domain on every ingest.
-//! - bookkeeping (`imap_folders`, `runs`).
+//! - bookkeeping (`imap_folders`, `runs`, `hook_cursors`).
+//! - the way out: `suppression_log`, append-only, one row per change of an address's state as a
+//!   sending system sees it (the cursor of `rebound export --since` and of hooks).
 
 use anyhow::Context;
 use rusqlite::{Connection, TransactionBehavior};
@@ -617,8 +619,62 @@ WHERE campaign <> ''
 GROUP BY campaign, period;
 "#;
 
+/// The way out of the ledger, for the sending system (`export`, hooks), and retention:
+/// - `suppression_log`: append-only, one row each time an address's state as senders see it
+///   (its `state` and `suppression_reason`) changes, written in the same transaction as the
+///   projection. `state_changes` is rewritten whenever an address is replayed; this log never
+///   is, so its ids are a cursor a sync job can keep (`rebound export --since`). A replay or a
+///   rebuild that ends where the address was writes nothing; one that ends elsewhere writes the
+///   net difference. An address the ledger does not hold counts as `active`, so the log folded
+///   per address (its last `new_state`) is the `addresses` table. Seeded here with every address
+///   that is not active, so that ledgers from before this migration start complete.
+/// - `hook_cursors`: how far each `[hooks] on_change` command has taken the log (advanced only
+///   when it exits 0).
+/// - `events.suppression_reason`: the reason an operator gave with `rebound suppress`
+///   (`manual`, `complaint`, `unsubscribe`; events of `kind = 'manual'`, `action = 'suppress'`).
+/// - `messages.raw_purged_at`: when retention dropped the raw bytes (`raw` is then empty; the
+///   sha256, `raw_size` and every fact read from the bytes stay), with a partial index of the
+///   messages whose bytes are still kept, by kind and age, so that a purge reads only what it
+///   purges.
+const V10: &str = r#"
+CREATE TABLE suppression_log (
+    id                 INTEGER PRIMARY KEY AUTOINCREMENT,  -- the export / hook cursor; never reused
+    address            TEXT NOT NULL,
+    old_state          TEXT NOT NULL,      -- active for an address the ledger did not hold
+    old_reason         TEXT,
+    new_state          TEXT NOT NULL,      -- active for an address that left the ledger
+    suppression_reason TEXT,               -- the new reason, when new_state = 'suppressed'
+    rule               TEXT,               -- policy rule behind the new state (NULL: none, e.g. back to active by a rebuild)
+    event_id           INTEGER,            -- the event behind it (no foreign key: the log outlives reclassify)
+    event_time         TEXT,               -- that event's time
+    mailbox            TEXT,               -- its message's mailbox ('files' for rebound ingest; NULL: an operator)
+    at                 TEXT NOT NULL       -- when the change was committed (wall clock)
+);
+INSERT INTO suppression_log (address, old_state, old_reason, new_state, suppression_reason, rule,
+                             event_id, event_time, mailbox, at)
+SELECT a.address, 'active', NULL, a.state, a.suppression_reason,
+       (SELECT sc.rule FROM state_changes sc WHERE sc.address = a.address ORDER BY sc.id DESC LIMIT 1),
+       a.state_event_id, a.state_since,
+       (SELECT CASE WHEN m.id IS NULL THEN NULL ELSE coalesce(m.mailbox, 'files') END
+        FROM events e LEFT JOIN messages m ON m.id = e.message_id WHERE e.id = a.state_event_id),
+       strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+FROM addresses a
+WHERE a.state <> 'active'
+ORDER BY a.address;
+CREATE TABLE hook_cursors (
+    hook       TEXT PRIMARY KEY,           -- the command's argv, as JSON
+    last_id    INTEGER NOT NULL,           -- suppression_log.id of the last change it took (exit 0)
+    updated_at TEXT NOT NULL,
+    failed_at  TEXT,                       -- its last failure since it last succeeded
+    last_error TEXT
+) WITHOUT ROWID;
+ALTER TABLE events ADD COLUMN suppression_reason TEXT;  -- rebound suppress: manual, complaint, unsubscribe
+ALTER TABLE messages ADD COLUMN raw_purged_at TEXT;     -- retention dropped the raw bytes then (raw is empty)
+CREATE INDEX messages_raw_kept ON messages(kind, received_at) WHERE raw_purged_at IS NULL;
+"#;
+
 /// Every migration, in order. Never edit a released entry: append a new one.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
 
 /// Brings the database to the newest schema version.
 ///
@@ -675,5 +731,48 @@ mod tests {
         assert_eq!(n, 0);
         // Running it again is a no-op, not a "view already exists" error.
         migrate(&mut conn).unwrap();
+    }
+
+    /// A ledger from before the change log gets one row per address that is not active, so
+    /// that the log folded per address is the `addresses` table from the start.
+    #[test]
+    fn v10_seeds_the_change_log_with_the_addresses_that_are_not_active() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for (i, m) in MIGRATIONS[..9].iter().enumerate() {
+            conn.execute_batch(m).unwrap();
+            conn.pragma_update(None, "user_version", i as i64 + 1)
+                .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO messages (id, sha256, mailbox, received_at, processed_at, kind, parser_version, raw_size, raw)
+                 VALUES (1, 'x', 'bounces', '2026-11-02T10:00:00Z', '2026-11-02T10:00:00Z', 'bounce', '1', 0, X'');
+             INSERT INTO events (id, message_id, recipient_index, role, address, domain, kind, event_time, time_source, sort_key)
+                 VALUES (7, 1, 0, 'recipient', 'a@example.org', 'example.org', 'bounce', '2026-11-02T10:00:00Z', 'date', 'x');
+             INSERT INTO addresses (address, domain, first_seen_at, last_seen_at, attempts, soft_count, state,
+                                    suppression_reason, state_since, state_event_id, is_role, updated_at)
+                 VALUES ('a@example.org', 'example.org', '2026-11-02T10:00:00Z', '2026-11-02T10:00:00Z', 1, 0,
+                         'suppressed', 'hard', '2026-11-02T10:00:00Z', 7, 0, 'now'),
+                        ('b@example.org', 'example.org', '2026-11-02T10:00:00Z', '2026-11-02T10:00:00Z', 0, 0,
+                         'active', NULL, NULL, NULL, 0, 'now');
+             INSERT INTO state_changes (address, changed_at, from_state, to_state, suppression_reason, rule, detail, event_id)
+                 VALUES ('a@example.org', '2026-11-02T10:00:00Z', 'active', 'suppressed', 'hard', 'hard', 'x', 7);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let rows: Vec<String> = conn
+            .prepare(
+                "SELECT address || ' ' || old_state || '>' || new_state || ' ' || suppression_reason || ' '
+                        || rule || ' ' || event_id || ' ' || event_time || ' ' || mailbox
+                 FROM suppression_log ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            rows,
+            ["a@example.org active>suppressed hard hard 7 2026-11-02T10:00:00Z bounces"]
+        );
     }
 }

@@ -784,6 +784,11 @@ fn any_arrival_order_and_batching_equals_a_full_replay() {
                 let who = addresses[(next() % addresses.len() as u64) as usize];
                 let _ = l.reactivate(who, true, "test").unwrap();
             }
+            if next() % 11 == 0 {
+                let who = addresses[(next() % addresses.len() as u64) as usize];
+                let why = operator::OPERATOR_REASONS[(next() % 3) as usize];
+                l.suppress(&[who.to_string()], why, "test").unwrap();
+            }
             rest = tail;
             k += 1;
         }
@@ -800,13 +805,243 @@ fn any_arrival_order_and_batching_equals_a_full_replay() {
             "SELECT count(*) FROM domain_pauses WHERE scope = 'provider'",
         );
         let incremental = full_projection(&l);
+        assert_log_folds_to_the_addresses(&l);
+        let head = l.log_head().unwrap();
         l.rebuild_projection().unwrap();
         assert_eq!(incremental, full_projection(&l), "round {round}");
+        assert_eq!(
+            l.log_head().unwrap(),
+            head,
+            "round {round}: a rebuild that changes nothing logs nothing"
+        );
     }
     // The rounds exercised what they are about.
     assert!(rate_pauses > 0, "no pause by rate in any round");
     assert!(provider_pauses > 0, "no provider pause in any round");
     assert!(replays > 0, "no sends arrived after the bounces they weigh");
+}
+
+/// The change log, folded per address (in id order), gives exactly the `addresses` table:
+/// each row starts where the address's previous row ended (an address the log has not named
+/// yet is active), and the last one ends where the address is now; addresses the log never
+/// names are active. So a sending system that applies every row in order holds the ledger's
+/// list.
+fn assert_log_folds_to_the_addresses(l: &Ledger) {
+    use std::collections::BTreeMap;
+    let mut folded: BTreeMap<String, (State, Option<SuppressionReason>)> = BTreeMap::new();
+    for c in l.changes_after(0, usize::MAX >> 1).unwrap() {
+        let was = folded
+            .get(&c.address)
+            .copied()
+            .unwrap_or((State::Active, None));
+        assert_eq!(
+            (c.old_state, c.old_reason),
+            was,
+            "row {} starts where {} was",
+            c.id,
+            c.address
+        );
+        assert_ne!(
+            (c.old_state, c.old_reason),
+            (c.new_state, c.reason),
+            "row {} changes something",
+            c.id
+        );
+        if c.new_state == State::Suppressed {
+            assert!(c.reason.is_some(), "row {}", c.id);
+        }
+        folded.insert(c.address.clone(), (c.new_state, c.reason));
+    }
+    let mut stmt = l
+        .connection()
+        .prepare("SELECT address, state, suppression_reason FROM addresses ORDER BY address")
+        .unwrap();
+    let table: BTreeMap<String, (State, Option<SuppressionReason>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (address, now) in &table {
+        assert_eq!(
+            folded
+                .get(address)
+                .copied()
+                .unwrap_or((State::Active, None)),
+            *now,
+            "{address}: the log's last word is the address's state"
+        );
+    }
+    for (address, last) in &folded {
+        if !table.contains_key(address) {
+            assert_eq!(*last, (State::Active, None), "{address} left the ledger");
+        }
+    }
+}
+
+/// A new policy (here: every hard bounce suppresses at once, two soft bounces are enough)
+/// rebuilds the projection when the ledger is opened with it: the log gets the net
+/// differences, and still folds to the table; opening again with the same policy logs nothing.
+#[test]
+fn a_rebuild_under_a_new_policy_logs_the_net_differences() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let mut l = Ledger::open(&path, Policy::default(), "test-rules").unwrap();
+    let events = [
+        (
+            "q@gmail.com",
+            Label::Hard,
+            Reason::Undetermined,
+            "5.0.0",
+            10,
+        ),
+        (
+            "s@example.org",
+            Label::Soft,
+            Reason::MailboxFull,
+            "4.2.2",
+            11,
+        ),
+        (
+            "s@example.org",
+            Label::Soft,
+            Reason::MailboxFull,
+            "4.2.2",
+            12,
+        ),
+        (
+            "h@example.org",
+            Label::Hard,
+            Reason::UserUnknown,
+            "5.1.1",
+            13,
+        ),
+    ];
+    for (i, (who, label, reason, status, hour)) in events.into_iter().enumerate() {
+        let when = format!("Mon, 2 Nov 2026 {hour:02}:00:00 +0000");
+        let a = bounce(who, label, reason, status, &when);
+        l.ingest_analysis(format!("m{i}").as_bytes(), &Origin::default(), &a)
+            .unwrap();
+    }
+    assert_log_folds_to_the_addresses(&l);
+    let head = l.log_head().unwrap();
+    drop(l);
+    let strict = Policy {
+        soft_limit: 2,
+        quarantine_unexplicit_provider_hard: false,
+        ..Policy::default()
+    };
+    let l = Ledger::open(&path, strict.clone(), "test-rules").unwrap();
+    let new = l.changes_after(head, 100).unwrap();
+    let moved: Vec<(&str, State, Option<SuppressionReason>, Option<&str>)> = new
+        .iter()
+        .map(|c| (c.address.as_str(), c.new_state, c.reason, c.rule.as_deref()))
+        .collect();
+    assert_eq!(
+        moved,
+        [
+            (
+                "q@gmail.com",
+                State::Suppressed,
+                Some(SuppressionReason::Hard),
+                Some("hard")
+            ),
+            (
+                "s@example.org",
+                State::Suppressed,
+                Some(SuppressionReason::SoftLimit),
+                Some("soft_limit_count")
+            ),
+        ],
+        "h@ was suppressed already: not logged again"
+    );
+    assert_eq!(new[0].old_state, State::Quarantined);
+    assert_eq!(
+        new[1].mailbox.as_deref(),
+        Some("files"),
+        "a message read from no IMAP mailbox"
+    );
+    assert_log_folds_to_the_addresses(&l);
+    let head = l.log_head().unwrap();
+    drop(l);
+    let l = Ledger::open(&path, strict, "test-rules").unwrap();
+    assert_eq!(l.log_head().unwrap(), head);
+}
+
+/// An operator's suppression of an address the ledger never saw creates it; a second one over
+/// a permanent reason changes nothing but is recorded; both are logged only when they change
+/// the state, with the rule and no mailbox.
+#[test]
+fn operator_suppressions_are_events_and_reach_the_log() {
+    let (_d, mut l) = ledger();
+    let done = l
+        .suppress(
+            &["New@Example.org".to_string(), "new@example.org".to_string()],
+            SuppressionReason::Unsubscribe,
+            "asked by phone",
+        )
+        .unwrap();
+    assert_eq!(done.len(), 1, "the same address once");
+    assert!(!done[0].known && !done[0].unchanged());
+    let again = l
+        .suppress(
+            &["new@example.org".to_string()],
+            SuppressionReason::Manual,
+            "",
+        )
+        .unwrap();
+    assert!(again[0].unchanged());
+    let log = l.changes_after(0, 10).unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (
+            log[0].reason,
+            log[0].rule.as_deref(),
+            log[0].mailbox.as_deref()
+        ),
+        (
+            Some(SuppressionReason::Unsubscribe),
+            Some("manual_suppress"),
+            None
+        )
+    );
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM events WHERE action = 'suppress' AND role = 'operator'"
+        ),
+        2
+    );
+    let detail: String = l
+        .connection()
+        .query_row("SELECT detail FROM state_changes", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        detail,
+        "suppressed by an operator (unsubscribe): asked by phone"
+    );
+    assert!(
+        l.suppress(
+            &["not an address".to_string()],
+            SuppressionReason::Manual,
+            ""
+        )
+        .is_err()
+    );
+    assert!(
+        l.suppress(&["x@example.org".to_string()], SuppressionReason::Hard, "")
+            .is_err(),
+        "hard is evidence, not an operator's reason"
+    );
+    // Survives a rebuild.
+    l.rebuild_projection().unwrap();
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM addresses WHERE suppression_reason = 'unsubscribe'"
+        ),
+        1
+    );
+    assert_log_folds_to_the_addresses(&l);
 }
 
 /// Two events of an address at the same second are folded in key order (sort key, then

@@ -443,6 +443,7 @@ pub(super) fn insert_events(
             reason: r.reason,
             status: r.status.clone(),
             diagnostic: r.diagnostic.clone(),
+            suppression: None,
             forged: r.forged,
         });
     }
@@ -502,6 +503,7 @@ pub(super) fn insert_events(
             reason: None,
             status: None,
             diagnostic: None,
+            suppression: None,
             forged: a.verp_forged(),
         });
     }
