@@ -17,6 +17,8 @@
 //! | `rebound_errors_total` | counter | `mailbox` | failures recorded by runs (`files` for ingest) |
 //! | `rebound_addresses` | gauge | `state`, `reason` | addresses by state and suppression reason (`reason=""` unless suppressed) |
 //! | `rebound_paused_domains` | gauge | `reason` | recipient domains paused now (`blocked`, `rate_limited`) |
+//! | `rebound_sends_24h` | gauge | `scope`, `subject` | messages sent in the last 24 hours (imported send data), per `provider` and per `sender_domain` |
+//! | `rebound_bounce_ratio_24h` | gauge | `scope`, `subject`, `label` | bounced recipients of each label (and `complaint`) over those sends, 0 to 1 |
 //! | `rebound_last_success_timestamp_seconds` | gauge | `mailbox` | last time each mailbox was read completely (Unix time) |
 //! | `rebound_address_changes_total` | counter | | rows of the change log (what `export --since` and hooks read) |
 //! | `rebound_hook_pending_changes` | gauge | `hook` | changes a configured hook has not taken yet |
@@ -250,6 +252,75 @@ pub fn render(
         "rebound_paused_domains",
         "gauge",
         "Recipient domains paused now, by the reason of the pause.",
+        &samples,
+    );
+
+    // The last 24 hours' rates per provider and per sending domain, from imported send data
+    // (what `[alerts]` watches): the sends, and each label's bounced recipients (and the
+    // complaints) over them. Campaigns are left out: their number has no bound.
+    let mut rates: Vec<(&str, String, f64, [(&str, f64); 6])> = Vec::new();
+    for (scope, view, column) in [
+        ("provider", "v_rates_provider", "provider"),
+        ("sender_domain", "v_rates_sender_domain", "sender_domain"),
+    ] {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {column}, sends, hard, soft, blocked, invalid, rate_limited, complaints
+             FROM {view} WHERE period = '24h' AND sends > 0 ORDER BY {column}"
+        ))?;
+        let rows = stmt.query_map([], |r| {
+            let n = |i: usize| r.get::<_, Option<f64>>(i).map(|v| v.unwrap_or(0.0));
+            Ok((
+                r.get::<_, String>(0)?,
+                n(1)?,
+                [
+                    ("hard", n(2)?),
+                    ("soft", n(3)?),
+                    ("blocked", n(4)?),
+                    ("invalid", n(5)?),
+                    ("rate_limited", n(6)?),
+                    ("complaint", n(7)?),
+                ],
+            ))
+        })?;
+        for row in rows {
+            let (subject, sends, counts) = row?;
+            rates.push((scope, subject, sends, counts));
+        }
+    }
+    let samples: Vec<_> = rates
+        .iter()
+        .map(|(scope, subject, sends, _)| {
+            (
+                vec![("scope", *scope), ("subject", subject.as_str())],
+                *sends,
+            )
+        })
+        .collect();
+    x.family(
+        "rebound_sends_24h",
+        "gauge",
+        "Messages sent in the last 24 hours (imported send data), per provider and per sending domain.",
+        &samples,
+    );
+    let samples: Vec<_> = rates
+        .iter()
+        .flat_map(|(scope, subject, sends, counts)| {
+            counts.iter().map(move |(label, n)| {
+                (
+                    vec![
+                        ("scope", *scope),
+                        ("subject", subject.as_str()),
+                        ("label", *label),
+                    ],
+                    n / sends,
+                )
+            })
+        })
+        .collect();
+    x.family(
+        "rebound_bounce_ratio_24h",
+        "gauge",
+        "Bounced recipients by label (and complaints) over the messages sent in the last 24 hours, per provider and per sending domain (0 to 1).",
         &samples,
     );
 

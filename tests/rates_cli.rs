@@ -4,6 +4,8 @@
 //! Every message and log line here is written for these tests; times are relative to now, so
 //! that the views' windows (24 h, 7 d, 30 d) hold them.
 
+mod prometheus_text;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -771,6 +773,45 @@ fn a_provider_is_paused_by_rate_and_the_alert_fires() {
         );
         assert_eq!(alert.status.code(), Some(0));
         assert_eq!(stdout(&alert), "");
+    }
+
+    // The metrics file carries the same rates (24 h, per provider and per sending domain).
+    let (dir, cfg) = run(1000, true);
+    let prom = dir.path().join("rebound.prom");
+    let mail = dir.path().join("bounces");
+    assert!(
+        rebound(
+            &[
+                "ingest",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--metrics-file",
+                prom.to_str().unwrap(),
+                mail.to_str().unwrap(),
+            ],
+            None
+        )
+        .status
+        .success()
+    );
+    let text = std::fs::read_to_string(&prom).unwrap();
+    let m = prometheus_text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    for (scope, subject) in [("provider", "google"), ("sender_domain", "shop.example")] {
+        let at = [("scope", scope), ("subject", subject)];
+        assert_eq!(
+            prometheus_text::value(&m, "rebound_sends_24h", &at),
+            Some(1000.0),
+            "{text}"
+        );
+        let ratio = |label| {
+            prometheus_text::value(
+                &m,
+                "rebound_bounce_ratio_24h",
+                &[("scope", scope), ("subject", subject), ("label", label)],
+            )
+        };
+        assert_eq!(ratio("blocked"), Some(0.03), "{text}");
+        assert_eq!(ratio("hard"), Some(0.0), "{text}");
     }
 
     let (dir, _) = run(0, true);
