@@ -108,6 +108,9 @@ impl Exposition {
     }
 }
 
+/// Bounced recipients per label (and complaints) of one rate row.
+type LabelCounts = [(&'static str, f64); 6];
+
 fn escape_label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -258,7 +261,7 @@ pub fn render(
     // The last 24 hours' rates per provider and per sending domain, from imported send data
     // (what `[alerts]` watches): the sends, and each label's bounced recipients (and the
     // complaints) over them. Campaigns are left out: their number has no bound.
-    let mut rates: Vec<(&str, String, f64, [(&str, f64); 6])> = Vec::new();
+    let mut rates: Vec<(&str, String, f64, LabelCounts)> = Vec::new();
     for (scope, view, column) in [
         ("provider", "v_rates_provider", "provider"),
         ("sender_domain", "v_rates_sender_domain", "sender_domain"),
