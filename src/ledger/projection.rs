@@ -401,13 +401,7 @@ fn step_address(
         }
         stored.last = Some(e.id);
     }
-    let last = last_bounce.map(|e| LastBounce {
-        id: e.id,
-        label: e.label,
-        reason: e.reason,
-        status: e.status.clone(),
-        diagnostic: e.diagnostic.clone(),
-    });
+    let last = last_bounce.map(LastBounce::of);
     write_address(conn, policy, address, domain, &stored, last.as_ref(), clock)?;
     insert_changes(conn, address, &changes)?;
     log_change(
@@ -421,12 +415,25 @@ fn step_address(
 }
 
 /// The last bounce of an address, for its `last_*` columns.
+#[derive(Default)]
 struct LastBounce {
     id: i64,
     label: Option<Label>,
     reason: Option<Reason>,
     status: Option<String>,
     diagnostic: Option<String>,
+}
+
+impl LastBounce {
+    fn of(e: &NewEvent) -> LastBounce {
+        LastBounce {
+            id: e.id,
+            label: e.label,
+            reason: e.reason,
+            status: e.status.clone(),
+            diagnostic: e.diagnostic.clone(),
+        }
+    }
 }
 
 /// Replays an address from all its events (its fold is missing, or an event arrived late):
@@ -500,21 +507,9 @@ fn replay_address_from(
         .fold
         .last_bounce_event
         .and_then(|id| rows.iter().find(|e| e.id == id))
-        .map(|e| LastBounce {
-            id: e.id,
-            label: e.label,
-            reason: e.reason,
-            status: e.status.clone(),
-            diagnostic: e.diagnostic.clone(),
-        });
+        .map(LastBounce::of);
     // A replay decides every column, `last_*` included (NULL when no bounce is left).
-    let none = LastBounce {
-        id: 0,
-        label: None,
-        reason: None,
-        status: None,
-        diagnostic: None,
-    };
+    let none = LastBounce::default();
     write_address_with(
         conn,
         policy,
