@@ -99,7 +99,10 @@ fn submit(
             }));
         } else {
             slots.push(None);
-            fresh.push(m);
+            fresh.push(Message {
+                sha256: Some(sha),
+                ..m
+            });
         }
     }
     let mut fresh = prepare(fresh, settings).into_iter();

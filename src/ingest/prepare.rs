@@ -16,6 +16,9 @@ pub struct Message {
     /// Set when the message could not be fetched whole (too large: only its header), or failed
     /// again and again: it is stored as `unparsed` with this error, never dropped.
     pub failed: Option<String>,
+    /// The sha256 of `raw` when the caller has it already (file ingest hashes to skip what
+    /// the ledger holds): not computed twice.
+    pub sha256: Option<String>,
 }
 
 impl Message {
@@ -24,6 +27,7 @@ impl Message {
             raw,
             origin,
             failed: None,
+            sha256: None,
         }
     }
 
@@ -32,6 +36,7 @@ impl Message {
             raw,
             origin,
             failed: Some(error.into()),
+            sha256: None,
         }
     }
 }
@@ -51,6 +56,7 @@ fn prepare_one(m: Message, settings: &Settings) -> Prepared {
         raw,
         origin,
         failed,
+        sha256: known_sha,
     } = m;
     // Nothing could be read: a placeholder naming the message, so that two such messages are
     // not mistaken for one (the ledger deduplicates by content hash).
@@ -59,7 +65,11 @@ fn prepare_one(m: Message, settings: &Settings) -> Prepared {
     } else {
         raw
     };
-    let sha256 = sha256_hex(&raw);
+    let sha256 = match known_sha {
+        // (A failed message may have been replaced by its placeholder above.)
+        Some(sha) if failed.is_none() => sha,
+        _ => sha256_hex(&raw),
+    };
     let analysis = match &failed {
         Some(error) => Analysis::unparsed(error.clone()),
         None => analyze_guarded(&raw, settings),
